@@ -13,9 +13,9 @@ import redis.exceptions
 __all__ = [
     "RedsetError",
     "LockTimeout",
-    "LockNotOwnedError",
     "InvalidItemError",
     "InvalidScoreError",
+    "InvalidScoreValueError",
     "PopOutcomeUnknown",
     "DeserializationError",
 ]
@@ -27,10 +27,6 @@ class RedsetError(Exception):
 
 class LockTimeout(RedsetError):
     """Raised when a :class:`redset.locks.Lock` is not acquired within its timeout."""
-
-
-class LockNotOwnedError(RedsetError):
-    """Raised when releasing a lock that expired and is now held by someone else."""
 
 
 class _BatchInputMixin:

@@ -1,0 +1,349 @@
+"""Moving encoded commands to the server and replies back.
+
+Two transports share one interface:
+
+* :class:`DirectTransport` drives a connection taken from a redis-py client's
+  own pool (so AUTH, db, TLS, client name and timeouts apply), writes packed
+  RESP bytes with ``send_packed_command`` and reads raw replies (hiredis when
+  installed) with ``read_response(disable_decoding=True)``. It pipelines and
+  streams, and it decides retries itself: commands that are safe to repeat
+  are re-sent once after a connection error; a pop never is.
+* :class:`ClientTransport` goes through the client's public
+  ``execute_command``/``pipeline`` for anything else (fakeredis, cluster
+  clients, wrappers): correct everywhere, not fast.
+
+Any exception while a connection is mid-command disconnects it before it goes
+back to the pool: a half-written command or an unread reply would poison it.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from types import ModuleType
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from redset import scripts
+from redset.exceptions import PopOutcomeUnknown
+
+__all__ = ["Transport", "DirectTransport", "ClientTransport", "make_transport", "Chunk"]
+
+_NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# A chunk of input for add_many: (items, scores, index of items[0] in the input).
+Chunk = Tuple[Sequence[Any], Sequence[Any], int]
+
+# How many ZADD chunks may be in flight while the next is encoded.
+_ADD_WINDOW = 8
+# Re-sends of idempotent commands after a connection error, with backoff.
+_SAFE_RETRIES = 2
+_RETRY_BACKOFF = 0.05
+
+
+def _as_bytes(value: Any) -> Any:
+    """Normalize a reply from a decoding client: str -> UTF-8 bytes, tuples -> lists."""
+    if type(value) is str:
+        return value.encode("utf-8")
+    if isinstance(value, (list, tuple)):
+        return [_as_bytes(v) for v in value]
+    return value
+
+
+class Transport:
+    """What the sets need from a connection to the server."""
+
+    wire: ModuleType
+
+    def execute(self, args: Sequence[Any], *, pop: bool = False) -> Any:
+        """Run one command and return its raw reply (members as bytes).
+
+        :param pop: the command removes data; after a connection error its
+            outcome is unknown and it is not re-sent
+            (:class:`~redset.exceptions.PopOutcomeUnknown`).
+        :raises redis.exceptions.ResponseError: the server's error reply.
+        """
+        raise NotImplementedError
+
+    def evalsha(self, script: str, keys: Sequence[Any], args: Sequence[Any], *, pop: bool = False) -> Any:
+        """Run a script by SHA, loading it first if the server lacks it."""
+        sha = scripts.sha1(script)
+        cmd = ["EVALSHA", sha, len(keys)] + list(keys) + list(args)
+        try:
+            return self.execute(cmd, pop=pop)
+        except ResponseError as exc:
+            # NOSCRIPT means the script did not run: loading and re-running is safe.
+            if not _is_noscript(exc):
+                raise
+        self.execute(["SCRIPT", "LOAD", script])
+        return self.execute(cmd, pop=pop)
+
+    def zadd_stream(self, key: bytes, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], codec: int,
+                    dumps: Optional[Callable[[Any], Any]]) -> int:
+        """ZADD every chunk, pipelined; return the sum of the replies."""
+        raise NotImplementedError
+
+    def pop_stream(self, make_request: Callable[[], Sequence[Any]], full: Callable[[Any], bool],
+                   on_orphan: Optional[Callable[[Any], None]] = None) -> Iterator[Any]:
+        """Yield pop replies, keeping the next request in flight while the
+        caller handles the current one, until a reply is not ``full``.
+
+        If the caller stops early with a pop in flight, that pop's reply is
+        read and passed to ``on_orphan`` (which puts the items back).
+        """
+        raise NotImplementedError
+
+
+class DirectTransport(Transport):
+    """Drive a pooled redis-py connection with pre-encoded RESP bytes."""
+
+    def __init__(self, client: "redis.Redis", wire: ModuleType) -> None:
+        self.client = client
+        self.pool = client.connection_pool
+        self.wire = wire
+
+    # -- connections -------------------------------------------------------
+    def _acquire(self) -> Any:
+        single = getattr(self.client, "connection", None)
+        if single is not None:  # single_connection_client=True
+            return single
+        try:
+            return self.pool.get_connection()
+        except TypeError:  # redis-py < 5.3 requires a command name
+            return self.pool.get_connection("_")
+
+    def _release(self, conn: Any) -> None:
+        if conn is not getattr(self.client, "connection", None):
+            self.pool.release(conn)
+
+    @staticmethod
+    def _read(conn: Any) -> Any:
+        """Read one reply; an error reply is returned, not raised."""
+        try:
+            return conn.read_response(disable_decoding=True)
+        except ResponseError as exc:
+            return exc
+
+    # -- one command -------------------------------------------------------
+    def execute(self, args: Sequence[Any], *, pop: bool = False) -> Any:
+        data = self.wire.pack_command(args)
+        attempt = 0
+        while True:
+            conn = self._acquire()  # connect errors here: nothing was sent
+            try:
+                conn.send_packed_command([data])
+                reply = self._read(conn)
+            except _NETWORK_ERRORS as exc:
+                conn.disconnect()
+                if pop:
+                    raise PopOutcomeUnknown(
+                        "connection lost during %s on %r: the server may or may not have "
+                        "removed the items, which were not delivered; not retried"
+                        % (_name(args[0]), _key_of(args)), _key_of(args)
+                    ) from exc
+                if attempt >= _SAFE_RETRIES:
+                    raise
+                attempt += 1
+                time.sleep(_RETRY_BACKOFF * attempt)
+                continue
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                self._release(conn)
+            if isinstance(reply, ResponseError):
+                raise reply
+            return reply
+
+    # -- streamed adds ------------------------------------------------------
+    def zadd_stream(self, key: bytes, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], codec: int,
+                    dumps: Optional[Callable[[Any], Any]]) -> int:
+        pack = self.wire.pack_zadd
+        total = 0  # members the server reported as added
+        acked = 0  # items of chunks whose reply arrived
+        unacked = 0  # items of chunks in flight
+        attempt = 0
+        inflight: Deque[Tuple[bytes, int]] = deque()  # (packed chunk, item count)
+        server_error: Optional[ResponseError] = None
+        input_error: Optional[BaseException] = None
+        it = iter(chunks)
+        exhausted = False
+        conn = self._acquire()
+        try:
+            while True:
+                try:
+                    # Encode and send further chunks while earlier ones are in
+                    # flight, so encoding overlaps the server's work. A chunk
+                    # is encoded whole before any byte of it is sent.
+                    while not exhausted and input_error is None and server_error is None \
+                            and len(inflight) < _ADD_WINDOW:
+                        chunk = next(it, None)
+                        if chunk is None:
+                            exhausted = True
+                            break
+                        items, scores, offset = chunk
+                        try:
+                            data = pack(key, flags, items, scores, codec, dumps, offset, acked + unacked)
+                        except Exception as exc:  # bad input: stop sending, settle what is in flight
+                            input_error = exc
+                            break
+                        inflight.append((data, len(items)))
+                        unacked += len(items)
+                        conn.send_packed_command([data], check_health=False)
+                    if not inflight:
+                        break
+                    reply = self._read(conn)
+                    _, n = inflight.popleft()
+                    unacked -= n
+                    acked += n
+                    if isinstance(reply, ResponseError):
+                        server_error = server_error or reply
+                    else:
+                        total += int(reply)
+                except _NETWORK_ERRORS:
+                    # ZADD is idempotent: reconnect and re-send every chunk not
+                    # yet acknowledged. (The count of new members then misses
+                    # those whose first ZADD applied but whose reply was lost.)
+                    conn.disconnect()
+                    attempt += 1
+                    if attempt > _SAFE_RETRIES:
+                        raise
+                    time.sleep(_RETRY_BACKOFF * attempt)
+                    conn.connect()
+                    for data, _ in inflight:
+                        conn.send_packed_command([data], check_health=False)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._release(conn)
+        if input_error is not None:
+            raise input_error
+        if server_error is not None:
+            raise server_error
+        return total
+
+    # -- streamed pops -------------------------------------------------------
+    def pop_stream(self, make_request: Callable[[], Sequence[Any]], full: Callable[[Any], bool],
+                   on_orphan: Optional[Callable[[Any], None]] = None) -> Iterator[Any]:
+        pack = self.wire.pack_command
+        args = make_request()
+        conn = self._acquire()
+        pending = False
+        orphan: Any = None
+        try:
+            conn.send_packed_command([pack(args)])
+            pending = True
+            while True:
+                reply = self._read(conn)
+                pending = False
+                if isinstance(reply, ResponseError):
+                    raise reply
+                more = full(reply)
+                if more:
+                    # Keep the next pop in flight while the caller works.
+                    args = make_request()
+                    conn.send_packed_command([pack(args)], check_health=False)
+                    pending = True
+                try:
+                    yield reply
+                except GeneratorExit:
+                    if pending:
+                        # Stopped early with a pop in flight: read its reply
+                        # so the caller can put the items back.
+                        orphan = self._read(conn)
+                        pending = False
+                    raise
+                if not more:
+                    return
+        except _NETWORK_ERRORS as exc:
+            conn.disconnect()
+            raise PopOutcomeUnknown(
+                "connection lost during %s on %r: the server may or may not have removed "
+                "the items of the request in flight, which were not delivered; not retried"
+                % (_name(args[0]), _key_of(args)), _key_of(args)
+            ) from exc
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._release(conn)
+            if orphan is not None and on_orphan is not None and not isinstance(orphan, ResponseError):
+                on_orphan(orphan)
+
+
+class ClientTransport(Transport):
+    """Run commands through a client's public API (fakeredis, clusters, wrappers).
+
+    Retries follow the client's own configuration, which for redis-py may
+    re-send a pop after a connection error: use a plain ``redis.Redis`` for
+    the at-most-once guarantee of DirectTransport.
+    """
+
+    def __init__(self, client: Any, wire: ModuleType) -> None:
+        self.client = client
+        self.wire = wire
+
+    def execute(self, args: Sequence[Any], *, pop: bool = False) -> Any:
+        return _as_bytes(self.client.execute_command(*args))
+
+    def zadd_stream(self, key: bytes, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], codec: int,
+                    dumps: Optional[Callable[[Any], Any]]) -> int:
+        wire = self.wire
+        total = 0
+        sent = 0
+        for items, scores, offset in chunks:
+            n = len(items)
+            if len(scores) != n:
+                raise ValueError("got %d items but %d scores" % (n, len(scores)))
+            args: List[Any] = ["ZADD", key]
+            args.extend(flags)
+            for i in range(n):
+                args.append(wire.format_score(scores[i], offset + i, sent))
+                args.append(wire.encode_member(codec, dumps, items[i], offset + i, sent))
+            total += int(self.client.execute_command(*args))
+            sent += n
+        return total
+
+    def pop_stream(self, make_request: Callable[[], Sequence[Any]], full: Callable[[Any], bool],
+                   on_orphan: Optional[Callable[[Any], None]] = None) -> Iterator[Any]:
+        while True:
+            args = make_request()
+            reply = self.execute(args, pop=True)
+            yield reply
+            if not full(reply):
+                return
+
+
+def _is_noscript(exc: ResponseError) -> bool:
+    """True for the NOSCRIPT error (redis-py turns it into NoScriptError)."""
+    return isinstance(exc, NoScriptError) or str(exc).startswith("NOSCRIPT")
+
+
+def _name(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _key_of(args: Sequence[Any]) -> str:
+    name = _name(args[0]).upper()
+    if name in ("EVALSHA", "EVAL") and len(args) > 3:
+        return _name(args[3])
+    return _name(args[1]) if len(args) > 1 else ""
+
+
+def make_transport(client: Any, wire: ModuleType) -> Transport:
+    """Pick :class:`DirectTransport` for redis-py clients it can drive."""
+    pool = getattr(client, "connection_pool", None)
+    conn_cls = getattr(pool, "connection_class", None)
+    if (
+        isinstance(client, redis.Redis)
+        and isinstance(pool, redis.ConnectionPool)
+        and conn_cls is not None
+        and conn_cls.__module__.startswith("redis.")
+        and hasattr(conn_cls, "send_packed_command")
+    ):
+        return DirectTransport(client, wire)
+    return ClientTransport(client, wire)

@@ -1,0 +1,34 @@
+"""The one place that picks the compiled or the pure-Python wire codec.
+
+``REDSET_NO_EXTENSIONS=1`` forces pure Python. Otherwise the Cython module
+``redset._wire_c`` is used when it was built. Nothing else in redset imports
+``_wire_c`` or ``_wire_py`` directly: it imports ``impl`` from here (and the
+test suite, to run everything against both, sets a set's ``_wire`` to
+``pure`` or ``compiled``).
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional
+
+from redset import _wire_py as pure
+
+NO_EXTENSIONS = os.environ.get("REDSET_NO_EXTENSIONS", "") not in ("", "0")
+
+compiled: Optional[ModuleType]
+if TYPE_CHECKING:
+    compiled = None
+else:
+    try:
+        from redset import _wire_c as compiled
+    except ImportError:  # not built: no compiler at install time
+        compiled = None
+
+#: The codec module redset uses by default.
+impl: ModuleType = pure if (NO_EXTENSIONS or compiled is None) else compiled
+
+#: True when the compiled extension is in use.
+USE_EXTENSIONS: bool = impl is not pure
+
+__all__ = ["impl", "pure", "compiled", "USE_EXTENSIONS", "NO_EXTENSIONS"]

@@ -1,0 +1,527 @@
+"""Redis-backed sorted sets for sharing work between processes.
+
+``SortedSet`` pops the lowest score first; ``TimeSortedSet`` scores by add
+time (FIFO); ``ScheduledSet`` only hands out items whose time has come.
+All three deduplicate: a member is stored once however often it is added.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from types import ModuleType
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from redset import _wire, scripts
+from redset._transport import Chunk, Transport, make_transport
+from redset.exceptions import DeserializationError
+from redset.locks import Lock
+from redset.serializers import CODEC_CUSTOM, CODEC_DEFAULT, codec_of
+
+log = logging.getLogger(__name__)
+
+__all__ = ("SortedSet", "TimeSortedSet", "ScheduledSet")
+
+#: Items per ZADD command in :meth:`SortedSet.add_many`.
+DEFAULT_CHUNK_SIZE = 1000
+
+_DUPLICATE_POLICIES = {
+    "update": (False, False, False, False),  # replace the score (plain ZADD)
+    "keep": (True, False, False, False),  # keep the first score (ZADD NX)
+    "max": (False, False, True, False),  # keep the higher score (ZADD GT)
+    "min": (False, False, False, True),  # keep the lower score (ZADD LT)
+}
+_DECODE_ERROR_POLICIES = ("skip", "raise")
+
+
+def _default_scorer(item: Any) -> float:
+    return 0
+
+
+def _time_scorer(item: Any) -> float:
+    return time.time()
+
+
+def _zadd_flags(nx: bool, xx: bool, gt: bool, lt: bool) -> Tuple[bytes, ...]:
+    """Check a combination of ZADD flags and return them as arguments.
+
+    :raises ValueError: for combinations the server rejects.
+    """
+    if nx and (xx or gt or lt):
+        raise ValueError("nx cannot be combined with xx, gt or lt")
+    if gt and lt:
+        raise ValueError("gt and lt cannot be combined")
+    flags = []
+    if nx:
+        flags.append(b"NX")
+    if xx:
+        flags.append(b"XX")
+    if gt:
+        flags.append(b"GT")
+    if lt:
+        flags.append(b"LT")
+    return tuple(flags)
+
+
+def _client_decodes(client: Any) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if isinstance(kwargs, dict):
+        return bool(kwargs.get("decode_responses"))
+    get_encoder = getattr(client, "get_encoder", None)
+    if get_encoder is not None:
+        try:
+            return bool(get_encoder().decode_responses)
+        except Exception:  # noqa: BLE001 - a wrapper without a real encoder
+            return False
+    return False
+
+
+def _pair_count(reply: Any) -> int:
+    """Number of members in a ZPOPMIN-shaped reply (flat pairs or nested)."""
+    if not reply:
+        return 0
+    if type(reply[0]) is list:
+        return len(reply)
+    return len(reply) // 2
+
+
+class SortedSet:
+    """A Redis-backed sorted set safe for multiprocess consumption.
+
+    Items are popped lowest score first; adding an item that is already in
+    the set does not create a second copy.
+
+    :param redis_client: a redis-py ``Redis`` (RESP2 or RESP3, any
+        ``decode_responses``), or any object with its interface.
+    :param name: the key of the sorted set.
+    :param scorer: ``scorer(item) -> number``, used when no score is given.
+        Default: 0 for every item (:class:`TimeSortedSet`: the time of add).
+    :param serializer: an object with ``dumps``/``loads`` (see
+        :mod:`redset.serializers`). Default: items go in as redis-py would send
+        them (str, bytes, int, float) and come back as ``str``.
+    :param lock_timeout: timeout of :attr:`lock` (see :class:`~redset.locks.Lock`).
+    :param lock_expires: expiry of :attr:`lock`.
+    :param duplicates: what adding a member that is already present does, for
+        every add of this set: ``"update"`` (take the new score), ``"keep"``
+        (keep the first score, ``ZADD NX``), ``"max"``/``"min"`` (keep the
+        higher/lower score, ``ZADD GT``/``LT``). Default ``None``: ``add``
+        updates (as in 0.5.1) and ``add_many`` keeps. Flags passed to a call
+        win over the policy.
+    :param on_decode_error: what ``pop``/``take``/``drain`` do with a member
+        the serializer cannot load: ``"skip"`` (log it and go on, the 0.5.1
+        default) or ``"raise"`` (:class:`~redset.exceptions.DeserializationError`
+        carrying the items that did load and the raw ones that did not).
+    :param dead_letter_key: a sorted set where members that fail to load are
+        moved with their raw bytes (scored by the time of failure) before
+        being skipped or raised, so nothing is lost silently.
+    :param chunk_size: items per ``ZADD`` in :meth:`add_many`.
+    """
+
+    _default_scorer: Callable[[Any], float] = staticmethod(_default_scorer)
+
+    def __init__(
+        self,
+        redis_client: Any,
+        name: str,
+        scorer: Optional[Callable[[Any], float]] = None,
+        serializer: Any = None,
+        lock_timeout: Optional[float] = None,
+        lock_expires: Optional[float] = None,
+        *,
+        duplicates: Optional[str] = None,
+        on_decode_error: str = "skip",
+        dead_letter_key: Optional[str] = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        if duplicates is not None and duplicates not in _DUPLICATE_POLICIES:
+            raise ValueError(
+                "duplicates must be one of %s, not %r" % (", ".join(_DUPLICATE_POLICIES), duplicates)
+            )
+        if on_decode_error not in _DECODE_ERROR_POLICIES:
+            raise ValueError("on_decode_error must be 'skip' or 'raise', not %r" % (on_decode_error,))
+        chunk_size = int(chunk_size)
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1, got %d" % chunk_size)
+        self._name = name
+        self._key = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+        self._wire_impl: ModuleType = _wire.impl
+        self._redis = redis_client
+        self._transport: Optional[Transport] = None
+        self.scorer = scorer or self._default_scorer
+        self.serializer = serializer
+        self.duplicates = duplicates
+        self.on_decode_error = on_decode_error
+        self.dead_letter_key = dead_letter_key
+        self.chunk_size = chunk_size
+        self.lock = Lock(self._redis, "%s__lock" % (name,), expires=lock_expires, timeout=lock_timeout)
+
+    # -- configuration ---------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The key of this set in Redis."""
+        return self._name
+
+    @property
+    def redis(self) -> Any:
+        """The client this set talks through."""
+        return self._redis
+
+    @redis.setter
+    def redis(self, client: Any) -> None:
+        self._redis = client
+        self._transport = None
+        self._set_codec()
+
+    @property
+    def serializer(self) -> Any:
+        """The serializer (assignable; the codec follows)."""
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, serializer: Any) -> None:
+        self._serializer = serializer
+        self._set_codec()
+
+    @property
+    def _wire(self) -> ModuleType:
+        """The codec module (compiled or pure) this set uses."""
+        return self._wire_impl
+
+    @_wire.setter
+    def _wire(self, module: ModuleType) -> None:
+        self._wire_impl = module
+        self._transport = None
+
+    @property
+    def _io(self) -> Transport:
+        if self._transport is None:
+            self._transport = make_transport(self._redis, self._wire_impl)
+        return self._transport
+
+    def _set_codec(self) -> None:
+        serializer = getattr(self, "_serializer", None)
+        dumps = getattr(serializer, "dumps", None)
+        loads = getattr(serializer, "loads", None)
+        if serializer is None or (dumps is None and loads is None):
+            self._codec, self._dumps, self._loads = CODEC_DEFAULT, None, None
+            return
+        if dumps is not None and loads is not None:
+            codec, dumps, loads = codec_of(serializer)
+        else:
+            codec = CODEC_CUSTOM
+        if codec == CODEC_CUSTOM:
+            if dumps is None:
+                dumps = _identity
+            if loads is None:
+                loads = _utf8
+            elif _client_decodes(getattr(self, "_redis", None)):
+                user_loads = loads
+                loads = lambda raw: user_loads(raw.decode("utf-8"))  # noqa: E731
+        self._codec, self._dumps, self._loads = codec, dumps, loads
+
+    def _flags(self, nx: Optional[bool], xx: bool, gt: bool, lt: bool, default: str) -> Tuple[bytes, ...]:
+        if nx is None and not (xx or gt or lt):
+            nx, xx, gt, lt = _DUPLICATE_POLICIES[self.duplicates or default]
+        return _zadd_flags(bool(nx), xx, gt, lt)
+
+    # -- encoding helpers --------------------------------------------------------
+    def _dump(self, item: Any) -> bytes:
+        return self._wire_impl.encode_member(self._codec, self._dumps, item)
+
+    def _load(self, raw: Any) -> Any:
+        if type(raw) is str:
+            raw = raw.encode("utf-8")
+        return self._wire_impl.decode_member(self._codec, self._loads, raw)
+
+    def _decode_popped(self, reply: Any) -> List[Any]:
+        failures: List[Tuple[bytes, BaseException]] = []
+        items = self._wire_impl.decode_items(reply, self._codec, self._loads, failures, True)
+        if failures:
+            self._handle_failures(items, failures)
+        return items
+
+    def _handle_failures(self, items: List[Any], failures: List[Tuple[bytes, BaseException]]) -> None:
+        if self.dead_letter_key is not None:
+            now = time.time()
+            args: List[Any] = ["ZADD", self.dead_letter_key]
+            for raw, _ in failures:
+                args.extend((now, raw))
+            self._io.execute(args)
+        where = " (moved to %r)" % self.dead_letter_key if self.dead_letter_key else ""
+        for raw, exc in failures:
+            log.error("Could not deserialize %r popped from %s%s: %s: %s",
+                      raw[:200], self.name, where, type(exc).__name__, exc)
+        if self.on_decode_error == "raise":
+            raise DeserializationError(
+                "%d item(s) popped from %r could not be deserialized%s" % (len(failures), self.name, where),
+                items, failures,
+            ) from failures[0][1]
+
+    # -- 0.5.1 API -----------------------------------------------------------------
+    def __repr__(self) -> str:
+        return "<%s name='%s', length=%s>" % (type(self).__name__, self.name, len(self))
+
+    __str__ = __repr__
+
+    def __len__(self) -> int:
+        """The number of items in the set (ZCARD)."""
+        return int(self._io.execute(("ZCARD", self._key)))
+
+    def __contains__(self, item: Any) -> bool:
+        return self.score(item) is not None
+
+    def add(self, item: Any, score: Any = None, *, nx: Optional[bool] = None, xx: bool = False,
+            gt: bool = False, lt: bool = False) -> Any:
+        """Add ``item``; if it is already present, update its score.
+
+        :param item: the item (serialized by the set's serializer).
+        :param score: its score; default ``scorer(item)``. An explicit 0 is
+            kept (0.5.1 replaced it with the scorer's value).
+        :param nx: only add new items, never change a score (``ZADD NX``).
+        :param xx: only change scores of items already present.
+        :param gt: only change a score if the new one is greater.
+        :param lt: only change a score if the new one is lower.
+        :returns: the score the item was added with.
+        :raises TypeError: a score that is not a real number, or an item the
+            serializer cannot encode.
+        :raises ValueError: a NaN score, or nx combined with xx/gt/lt.
+        """
+        flags = self._flags(nx, xx, gt, lt, "update")
+        if score is None:
+            score = self.scorer(item)
+        wire = self._wire_impl
+        encoded_score = wire.format_score(score)
+        member = wire.encode_member(self._codec, self._dumps, item)
+        self._io.execute(("ZADD", self._key) + flags + (encoded_score, member))
+        return score
+
+    def add_many(self, items: Iterable[Any], scores: Optional[Iterable[Any]] = None, *,
+                 nx: Optional[bool] = None, xx: bool = False, gt: bool = False, lt: bool = False) -> int:
+        """Add many items in pipelined ``ZADD`` commands of ``chunk_size`` items.
+
+        Any iterable works and is consumed lazily: memory is bounded by the
+        chunk size, not by the input. Each chunk is encoded whole before it
+        is sent, so an item or score that cannot be encoded raises before
+        anything of its chunk reaches the server; its ``index`` and ``sent``
+        attributes say which item it was and how many earlier items were
+        already added (0 when the input fits in one chunk).
+
+        :param items: the items.
+        :param scores: numbers parallel to ``items``; default ``scorer(item)``.
+        :param nx: keep the score of items already present (the default
+            unless the set's ``duplicates`` policy says otherwise).
+        :param xx: only change scores of items already present.
+        :param gt: only change a score if the new one is greater.
+        :param lt: only change a score if the new one is lower.
+        :returns: the number of new members (after a reconnect it can miss
+            members whose first attempt applied but whose reply was lost).
+        :raises TypeError: a bad item or score (``InvalidItemError``/``InvalidScoreError``).
+        :raises ValueError: a NaN score, conflicting flags, or ``scores`` of
+            another length than ``items``.
+        """
+        flags = self._flags(nx, xx, gt, lt, "keep")
+        if scores is not None and hasattr(items, "__len__") and hasattr(scores, "__len__"):
+            if len(items) != len(scores):  # type: ignore[arg-type]
+                raise ValueError("got %d items but %d scores" % (len(items), len(scores)))  # type: ignore[arg-type]
+        return self._io.zadd_stream(self._key, flags, self._chunks(items, scores), self._codec, self._dumps)
+
+    def _chunks(self, items: Iterable[Any], scores: Optional[Iterable[Any]]) -> Iterator[Chunk]:
+        size = self.chunk_size
+        offset = 0
+        if scores is None:
+            scorer = self.scorer
+            it = iter(items)
+            while True:
+                chunk = list(itertools.islice(it, size))
+                if not chunk:
+                    return
+                yield chunk, [scorer(item) for item in chunk], offset
+                offset += len(chunk)
+        if isinstance(items, (list, tuple)) and isinstance(scores, (list, tuple)):
+            for start in range(0, len(items), size):
+                yield items[start:start + size], scores[start:start + size], start
+            return
+        missing = object()
+        pairs = itertools.zip_longest(items, scores, fillvalue=missing)
+        while True:
+            chunk_pairs = list(itertools.islice(pairs, size))
+            if not chunk_pairs:
+                return
+            chunk_items = [p[0] for p in chunk_pairs]
+            chunk_scores = [p[1] for p in chunk_pairs]
+            if missing in chunk_items or missing in chunk_scores:
+                raise ValueError("items and scores differ in length (after %d items)"
+                                 % (offset + min(chunk_items.index(missing) if missing in chunk_items
+                                                 else len(chunk_items),
+                                                 chunk_scores.index(missing) if missing in chunk_scores
+                                                 else len(chunk_scores))))
+            yield chunk_items, chunk_scores, offset
+            offset += len(chunk_items)
+
+    def pop(self) -> Any:
+        """Atomically remove and return the lowest-scored item.
+
+        :raises KeyError: if the set is empty (or the one popped item could
+            not be deserialized and the set skips such items).
+        :raises PopOutcomeUnknown: the connection failed after the pop was
+            sent; it is not retried (see the delivery docs).
+        """
+        items = self._pop_items(1)
+        if not items:
+            raise KeyError("%s is empty" % self.name)
+        return items[0]
+
+    def take(self, num: Any) -> List[Any]:
+        """Atomically remove and return up to ``num`` lowest-scored items, lowest first.
+
+        :param num: how many; passed through ``int()``; below 1 returns ``[]``
+            without asking the server.
+        :raises PopOutcomeUnknown: the connection failed after the pop was sent.
+        """
+        num = int(num)
+        if num < 1:
+            return []
+        return self._pop_items(num)
+
+    def drain(self, batch_size: int = 1000) -> Iterator[List[Any]]:
+        """Pop batches until the set is empty, keeping the next pop in flight.
+
+        While the caller works on one batch, the pop of the next is already
+        on its way, so a consumer is not held up by a round trip per batch.
+        The price is an at-most-once window: if the process dies, the one
+        batch popped in flight but not yet handed over is lost. Stopping the
+        iteration early (``break``, ``close()``) puts that batch back with
+        its original scores.
+
+        :param batch_size: items per pop.
+        :returns: an iterator of non-empty lists.
+        """
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1, got %d" % batch_size)
+        io = self._io
+        self._prepare_pop()
+        stream = io.pop_stream(
+            lambda: self._pop_request(batch_size),
+            lambda reply: _pair_count(reply) >= batch_size,
+            self._restore,
+        )
+        try:
+            for reply in stream:
+                items = self._decode_popped(reply)
+                if items:
+                    yield items
+        finally:
+            stream.close()
+
+    def _restore(self, reply: Any) -> None:
+        pairs = self._wire_impl.decode_scored(reply)
+        if pairs:
+            args: List[Any] = ["ZADD", self._key, "NX"]
+            for member, score in pairs:
+                args.extend((score, member))
+            self._io.execute(args)
+
+    def clear(self) -> int:
+        """Delete the set; truthy if it existed."""
+        return int(self._io.execute(("DEL", self._key)))
+
+    def discard(self, item: Any) -> bool:
+        """Remove ``item``; True if it was in the set."""
+        return bool(self._io.execute(("ZREM", self._key, self._dump(item))))
+
+    def peek(self, position: int = 0) -> Any:
+        """Return the item at rank ``position`` without removing it.
+
+        :raises KeyError: if there is no item at that position.
+        """
+        reply = self._peek_raw(int(position), False)
+        if not reply:
+            raise KeyError("%s has no item at position %d" % (self.name, position))
+        return self._load(reply[0])
+
+    def score(self, item: Any) -> Optional[float]:
+        """The score of ``item``, or None if it is not in the set."""
+        reply = self._io.execute(("ZSCORE", self._key, self._dump(item)))
+        return None if reply is None else float(reply)
+
+    def peek_score(self) -> Optional[float]:
+        """The score of the next item to pop, or None if there is none.
+
+        On a TimeSortedSet this is the add time of the oldest item, so
+        ``time.time() - s.peek_score()`` is the lag of the consumers.
+        """
+        reply = self._peek_raw(0, True)
+        pairs = self._wire_impl.decode_scored(reply)
+        return pairs[0][1] if pairs else None
+
+    # -- what subclasses change ------------------------------------------------------
+    def _prepare_pop(self) -> None:
+        """Hook run before a streamed pop (ScheduledSet loads its script)."""
+
+    def _pop_request(self, num: int) -> Sequence[Any]:
+        return ("ZPOPMIN", self._key, num)
+
+    def _pop_items(self, num: int) -> List[Any]:
+        reply = self._io.execute(self._pop_request(num), pop=True)
+        return self._decode_popped(reply)
+
+    def _peek_raw(self, position: int, with_score: bool) -> Any:
+        args: Tuple[Any, ...] = ("ZRANGE", self._key, position, position)
+        if with_score:
+            args += ("WITHSCORES",)
+        return self._io.execute(args)
+
+
+class TimeSortedSet(SortedSet):
+    """A FIFO-by-default sorted set: the default score is the time of add.
+
+    ``time.time() - s.peek_score()`` is how long the oldest item has waited:
+    the number to send to monitoring.
+    """
+
+    _default_scorer = staticmethod(_time_scorer)
+
+
+class ScheduledSet(TimeSortedSet):
+    """A time-sorted set whose items become poppable at their score (a UNIX time).
+
+    ``pop``, ``take``, ``drain``, ``peek`` and ``peek_score`` only see items
+    whose score is ``<= time.time()``; ``len`` counts every item and
+    :meth:`available` the due ones. Pops run one Lua script (range by score,
+    remove, return), so they are atomic without a lock.
+    """
+
+    def _prepare_pop(self) -> None:
+        self._io.execute(("SCRIPT", "LOAD", scripts.POP_DUE))
+
+    def _pop_request(self, num: int) -> Sequence[Any]:
+        return ("EVALSHA", _POP_DUE_SHA, 1, self._key, self._wire_impl.format_score(time.time()), num)
+
+    def _pop_items(self, num: int) -> List[Any]:
+        reply = self._io.evalsha(
+            scripts.POP_DUE, (self._key,), (self._wire_impl.format_score(time.time()), num), pop=True
+        )
+        return self._decode_popped(reply)
+
+    def _peek_raw(self, position: int, with_score: bool) -> Any:
+        args: Tuple[Any, ...] = ("ZRANGEBYSCORE", self._key, "-inf", self._wire_impl.format_score(time.time()))
+        if with_score:
+            args += ("WITHSCORES",)
+        return self._io.execute(args + ("LIMIT", position, 1))
+
+    def available(self) -> int:
+        """The number of items that are due now."""
+        return int(self._io.execute(("ZCOUNT", self._key, "-inf", self._wire_impl.format_score(time.time()))))
+
+
+_POP_DUE_SHA = scripts.sha1(scripts.POP_DUE)
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def _utf8(raw: bytes) -> str:
+    return raw.decode("utf-8")
