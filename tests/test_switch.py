@@ -1,0 +1,66 @@
+"""Which implementation is imported, and the transport fallback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import redset
+import redset._wire
+from redset import SortedSet, TimeSortedSet, ScheduledSet
+
+
+def _probe(env_extra: dict) -> str:
+    env = dict(os.environ)
+    env.pop("REDSET_NO_EXTENSIONS", None)
+    env.update(env_extra)
+    code = "import redset, redset._wire as w; print(redset.USE_EXTENSIONS, w.impl.__name__)"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.c_extension
+def test_compiled_module_is_imported_by_default():
+    assert _probe({}).split() == ["True", "redset._wire_c"]
+
+
+def test_no_extensions_env_forces_pure_python():
+    assert _probe({"REDSET_NO_EXTENSIONS": "1"}).split() == ["False", "redset._wire_py"]
+
+
+@pytest.mark.c_extension
+def test_twins_export_the_same_names():
+    compiled = redset._wire.compiled
+    assert compiled is not None, "the compiled module redset._wire_c is not built"
+    assert sorted(redset._wire.pure.__all__) == sorted(compiled.__all__)
+    for name in redset._wire.pure.__all__:
+        assert hasattr(compiled, name), name
+
+
+class Wrapper:
+    """A client that is not a redis.Redis: redset must use its public API."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("cls", [SortedSet, TimeSortedSet, ScheduledSet])
+def test_client_transport_through_a_wrapper(r, cls):
+    from redset._transport import ClientTransport
+
+    s = cls(Wrapper(r), "q")
+    assert isinstance(s._io, ClientTransport)
+    assert s.add_many(["b", "a", "c"], [2, 1, 3]) == 3
+    assert s.add("d", 4) == 4
+    assert len(s) == 4 and "a" in s and s.score("b") == 2.0
+    assert s.peek() == "a" and s.peek_score() == 1.0
+    assert s.pop() == "a"
+    assert s.take(2) == ["b", "c"]
+    assert [x for b in s.drain(1) for x in b] == ["d"]
+    with pytest.raises(TypeError, match="item 1"):
+        s.add_many(["x", None], [1, 2])
+    assert s.discard("zz") is False and not s.clear()
