@@ -1,0 +1,836 @@
+# cython: language_level=3
+"""Compiled batch encoder and decoder (the twin of ``redset._wire_py``).
+
+Same names, same signatures, byte-identical output and identical exceptions
+as the pure-Python module; only :mod:`redset._wire` imports either. Bytes in,
+bytes out: nothing here knows about sockets.
+
+The speed comes from framing a whole ``ZADD`` into one C buffer and from
+fast paths for exact ``str``/``bytes``/``int``/``float`` values. Anything
+else takes a slow path that makes the very calls the Python twin makes
+(``PyNumber_Float`` for ``float()``, ``PyNumber_Index`` for
+``operator.index``, ...), so the two cannot drift apart on odd inputs.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Clear
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.number cimport PyNumber_Float, PyNumber_Index, PyNumber_Long, PyNumber_Remainder
+from cpython.object cimport PyObject, PyObject_GetItem
+from cpython.dict cimport PyDict_Next
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8, PyUnicode_Format
+from libc.math cimport fabs, signbit
+from libc.string cimport memcpy, strlen
+
+cdef extern from *:
+    """
+    static PyObject *__redset_decode_utf8(const char *s, Py_ssize_t n) {
+        PyObject *r = PyUnicode_DecodeUTF8(s, n, NULL);
+        if (r == NULL) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        return r;
+    }
+    """
+    # PyUnicode_DecodeUTF8, but None (exception cleared) on invalid UTF-8,
+    # so the decode loop's fast path needs no try block.
+    object _decode_utf8_or_none "__redset_decode_utf8"(const char *s, Py_ssize_t n)
+
+import json as _json
+
+from redset.exceptions import InvalidItemError, InvalidScoreError, InvalidScoreValueError
+
+try:  # optional fast JSON
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+try:  # optional msgpack codec
+    import msgpack as _msgpack
+except ImportError:  # pragma: no cover
+    _msgpack = None
+
+__all__ = [
+    "CODEC_DEFAULT",
+    "CODEC_STR",
+    "CODEC_BYTES",
+    "CODEC_INT",
+    "CODEC_JSON",
+    "CODEC_MSGPACK",
+    "CODEC_CUSTOM",
+    "format_score",
+    "encode_member",
+    "decode_member",
+    "pack_command",
+    "pack_zadd",
+    "decode_items",
+    "decode_scored",
+    "json_dumps_canonical",
+]
+
+CODEC_DEFAULT = 0
+CODEC_STR = 1
+CODEC_BYTES = 2
+CODEC_INT = 3
+CODEC_JSON = 4
+CODEC_MSGPACK = 5
+CODEC_CUSTOM = 6
+
+cdef enum:
+    C_DEFAULT = 0
+    C_STR = 1
+    C_BYTES = 2
+    C_INT = 3
+    C_JSON = 4
+    C_MSGPACK = 5
+    C_CUSTOM = 6
+
+# Integers up to 2**53 are exact doubles: send their digits.
+cdef long long EXACT_INT = 9007199254740992
+cdef int ORJSON_MAX_DEPTH = 200
+# Below 1e16, repr() of an integral float is its digits plus ".0".
+cdef double INTEGRAL_FLOAT_LIMIT = 1e16
+
+# Messages are built with PyUnicode_Format (str % args, as in the twin), not
+# with Cython's own formatting of literals, so odd values format alike.
+cdef object _FMT_ITEM = "item %d"
+cdef object _FMT_NAN = "score of %s is NaN, which a sorted set cannot store"
+cdef object _FMT_SCORE_TYPE = "score of %s must be an int or float, not %s"
+cdef object _FMT_BIG = "score of %s is an integer beyond the range of a double"
+cdef object _FMT_ITEM_EXC = "%s could not be serialized: %s: %s"
+cdef object _FMT_ITEM_TYPE = "%s could not be serialized: %s is not accepted by this serializer"
+cdef object _FMT_ARG = "command argument must be bytes, str, int or float, not %s"
+
+cdef object _PCT_D = b"%d"
+cdef object _bytes_type = bytes  # called, not cimported: bytes(x) honours __bytes__
+cdef object _bytes_like = (bytes, bytearray, memoryview)
+cdef object _str_or_bytes = (str, bytes)
+cdef object _hasattr = hasattr
+
+cdef object _orjson_dumps = None
+cdef object _orjson_loads = None
+cdef object _orjson_decode_error = None
+cdef object _orjson_sort_keys = None
+if _orjson is not None:
+    _orjson_dumps = _orjson.dumps
+    _orjson_loads = _orjson.loads
+    _orjson_decode_error = _orjson.JSONDecodeError
+    _orjson_sort_keys = _orjson.OPT_SORT_KEYS
+
+cdef object _msgpack_packb = None
+cdef object _msgpack_unpackb = None
+cdef object _msgpack_packer = None
+if _msgpack is not None:
+    _msgpack_packb = _msgpack.packb
+    _msgpack_unpackb = _msgpack.unpackb
+    _msgpack_packer = _msgpack.Packer
+
+cdef object _stdlib_json_encode = _json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+).encode
+cdef object _stdlib_json_loads = _json.loads
+
+cdef str _NO_MSGPACK = "the msgpack codec needs the msgpack package: pip install redset[msgpack]"
+
+
+# ---------------------------------------------------------------------------
+# The write buffer
+
+
+cdef inline Py_ssize_t _digits(char *end, long long value) noexcept:
+    """Write ``value`` in decimal ending just before ``end``; return its length."""
+    cdef unsigned long long u
+    cdef char *p = end
+    if value < 0:
+        u = <unsigned long long>(-(value + 1)) + 1
+    else:
+        u = <unsigned long long>value
+    while True:
+        p -= 1
+        p[0] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if value < 0:
+        p -= 1
+        p[0] = b'-'
+    return end - p
+
+
+@cython.final
+cdef class _WriteBuffer:
+
+    def __cinit__(self, Py_ssize_t size_hint=256):
+        if size_hint < 64:
+            size_hint = 64
+        self._buf = <char *>PyMem_Malloc(<size_t>size_hint)
+        if self._buf is NULL:
+            raise MemoryError()
+        self._size = size_hint
+        self._len = 0
+
+    def __dealloc__(self):
+        if self._buf is not NULL:
+            PyMem_Free(self._buf)
+            self._buf = NULL
+
+    cdef int _grow(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t new_size = self._size * 2
+        cdef char *new_buf
+        if new_size < self._len + extra:
+            new_size = self._len + extra
+        new_buf = <char *>PyMem_Realloc(self._buf, <size_t>new_size)
+        if new_buf is NULL:
+            raise MemoryError()
+        self._buf = new_buf
+        self._size = new_size
+        return 0
+
+    cdef int write_raw(self, const char *data, Py_ssize_t n) except -1:
+        if self._len + n > self._size:
+            self._grow(n)
+        memcpy(self._buf + self._len, data, <size_t>n)
+        self._len += n
+        return 0
+
+    cdef int write_header(self, char kind, Py_ssize_t n) except -1:
+        # "*3\r\n" or "$5\r\n"
+        cdef char tmp[24]
+        cdef Py_ssize_t k = _digits(tmp + 24, n)
+        cdef char *p
+        if self._len + k + 3 > self._size:
+            self._grow(k + 3)
+        p = self._buf + self._len
+        p[0] = kind
+        memcpy(p + 1, tmp + 24 - k, <size_t>k)
+        p[k + 1] = b'\r'
+        p[k + 2] = b'\n'
+        self._len += k + 3
+        return 0
+
+    cdef int write_bulk(self, const char *data, Py_ssize_t n) except -1:
+        # "$5\r\nhello\r\n"
+        cdef char tmp[24]
+        cdef Py_ssize_t k = _digits(tmp + 24, n)
+        cdef char *p
+        if self._len + n + k + 5 > self._size:
+            self._grow(n + k + 5)
+        p = self._buf + self._len
+        p[0] = b'$'
+        memcpy(p + 1, tmp + 24 - k, <size_t>k)
+        p += k + 1
+        p[0] = b'\r'
+        p[1] = b'\n'
+        memcpy(p + 2, data, <size_t>n)
+        p += n + 2
+        p[0] = b'\r'
+        p[1] = b'\n'
+        self._len += n + k + 5
+        return 0
+
+    cdef int write_bulk_bytes(self, bytes data) except -1:
+        return self.write_bulk(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+    cdef int write_bulk_llong(self, long long value) except -1:
+        cdef char tmp[24]
+        cdef Py_ssize_t k = _digits(tmp + 24, value)
+        return self.write_bulk(tmp + 24 - k, k)
+
+    cdef int write_bulk_double(self, double value) except -1:
+        # Exactly repr(value); the caller has rejected NaN.
+        cdef char tmp[32]
+        cdef Py_ssize_t k
+        cdef char *s
+        if fabs(value) < INTEGRAL_FLOAT_LIMIT and value == <double>(<long long>value):
+            # Integral and below 1e16: the shortest round-trip digits are the
+            # integer's own, so repr() is "<digits>.0" ("-0.0" keeps its sign).
+            tmp[30] = b'.'
+            tmp[31] = b'0'
+            k = _digits(tmp + 30, <long long>value)
+            if signbit(value) and value == 0.0:
+                tmp[28] = b'-'
+                k = 2
+            return self.write_bulk(tmp + 30 - k, k + 2)
+        s = PyOS_double_to_string(value, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+        try:
+            self.write_bulk(s, <Py_ssize_t>strlen(s))
+        finally:
+            PyMem_Free(s)
+        return 0
+
+    cdef bytes to_bytes(self):
+        return PyBytes_FromStringAndSize(self._buf, self._len)
+
+
+# ---------------------------------------------------------------------------
+# Small helpers mirroring the Python twin
+
+
+cdef inline str _describe(object index):
+    if index is None:
+        return "item"
+    return PyUnicode_Format(_FMT_ITEM, index)
+
+
+cdef int _codec_id(object codec) except -1:
+    # The twin compares with ==, so anything equal to 0..5 is that codec and
+    # everything else is CODEC_CUSTOM.
+    cdef int overflow = 0
+    cdef long long v
+    cdef int k
+    if type(codec) is int:
+        v = PyLong_AsLongLongAndOverflow(codec, &overflow)
+        if overflow == 0 and 0 <= v <= 5:
+            return <int>v
+        return C_CUSTOM
+    for k in range(6):
+        if codec == k:
+            return k
+    return C_CUSTOM
+
+
+cdef bytes _int_bytes(object value):
+    """``b"%d" % value`` for an exact int."""
+    cdef int overflow = 0
+    cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    cdef char tmp[24]
+    cdef Py_ssize_t k
+    if overflow == 0:
+        k = _digits(tmp + 24, v)
+        return PyBytes_FromStringAndSize(tmp + 24 - k, k)
+    return PyNumber_Remainder(_PCT_D, value)
+
+
+cdef bytes _float_bytes(double value):
+    """``repr(value).encode()``."""
+    cdef char *s = PyOS_double_to_string(value, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+    try:
+        return PyBytes_FromStringAndSize(s, <Py_ssize_t>strlen(s))
+    finally:
+        PyMem_Free(s)
+
+
+cdef inline object _item_at(object seq, Py_ssize_t i, int kind):
+    # kind: 1 exact list, 2 exact tuple, 0 anything else (seq[i], as the twin).
+    if kind == 1:
+        if i < PyList_GET_SIZE(seq):  # a dumps() may have shrunk it meanwhile
+            return <object>PyList_GET_ITEM(seq, i)
+    elif kind == 2:
+        return <object>PyTuple_GET_ITEM(seq, i)
+    return PyObject_GetItem(seq, i)
+
+
+cdef inline int _seq_kind(object seq) noexcept:
+    if type(seq) is list:
+        return 1
+    if type(seq) is tuple:
+        return 2
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Scores
+
+
+cdef bytes _format_score(object score, object index, object sent):
+    cdef int overflow = 0
+    cdef long long v
+    cdef double d
+    tp = type(score)
+    if tp is int:
+        v = PyLong_AsLongLongAndOverflow(score, &overflow)
+        if overflow == 0 and -EXACT_INT <= v <= EXACT_INT:
+            return _int_bytes(score)
+        return _format_big_int(score, index, sent)
+    if tp is float:
+        d = PyFloat_AS_DOUBLE(score)
+        if d != d:
+            raise InvalidScoreValueError(PyUnicode_Format(_FMT_NAN, _describe(index)), index, sent)
+        return _float_bytes(d)
+    if tp is bool or score is None:
+        raise InvalidScoreError(PyUnicode_Format(_FMT_SCORE_TYPE, (_describe(index), tp.__name__)), index, sent)
+    if isinstance(score, float):  # float subclasses, e.g. numpy.float64
+        return _format_score(PyNumber_Float(score), index, sent)
+    if isinstance(score, int):  # int subclasses (IntEnum, ...)
+        return _format_score(PyNumber_Long(score), index, sent)
+    if _hasattr(tp, "__index__") and not isinstance(score, _str_or_bytes):
+        try:
+            value = PyNumber_Index(score)  # numpy integers
+        except TypeError:
+            pass
+        else:
+            return _format_score(value, index, sent)
+    raise InvalidScoreError(PyUnicode_Format(_FMT_SCORE_TYPE, (_describe(index), tp.__name__)), index, sent)
+
+
+cdef bytes _format_big_int(object score, object index, object sent):
+    try:
+        value = PyNumber_Float(score)
+    except OverflowError:
+        raise InvalidScoreValueError(PyUnicode_Format(_FMT_BIG, _describe(index)), index, sent) from None
+    return _float_bytes(PyFloat_AS_DOUBLE(value))
+
+
+def format_score(score, index=None, sent=0):
+    """Return the RESP argument for a score, after checking it.
+
+    Integers within 2**53 are sent as their digits; other reals as the
+    shortest repr that round-trips (``repr(float)``), ``inf``/``-inf`` included.
+
+    :raises InvalidScoreError: (a ``TypeError``) for bool, None, str, Decimal
+        and anything that is not an int or float.
+    :raises InvalidScoreValueError: (a ``ValueError``) for NaN and for
+        integers beyond the range of a double.
+    """
+    return _format_score(score, index, sent)
+
+
+# ---------------------------------------------------------------------------
+# Members
+
+
+cdef bint _orjson_safe(object obj, int depth) except -1:
+    """True if orjson encodes ``obj`` to the same bytes as the stdlib would.
+
+    Same rule as the Python twin: exact dicts with str keys, lists, tuples,
+    str, bool, None and ints in orjson's 64-bit range; never floats.
+    """
+    cdef int overflow = 0
+    cdef long long v
+    cdef Py_ssize_t pos = 0, i, n
+    cdef PyObject *key
+    cdef PyObject *value
+    tp = type(obj)
+    if tp is str or obj is None or tp is bool:
+        return True
+    if tp is int:
+        v = PyLong_AsLongLongAndOverflow(obj, &overflow)
+        if overflow == 0:
+            return True
+        if overflow < 0:
+            return False
+        try:  # 2**63 .. 2**64 - 1 is still in orjson's range
+            PyLong_AsUnsignedLongLong(obj)
+        except OverflowError:
+            return False
+        return True
+    if depth >= ORJSON_MAX_DEPTH:
+        return False
+    if tp is dict:
+        # No Python code runs in here, so the dict cannot change under PyDict_Next.
+        while PyDict_Next(obj, &pos, &key, &value):
+            if type(<object>key) is not str or not _orjson_safe(<object>value, depth + 1):
+                return False
+        return True
+    if tp is list:
+        n = PyList_GET_SIZE(obj)
+        for i in range(n):
+            if not _orjson_safe(<object>PyList_GET_ITEM(obj, i), depth + 1):
+                return False
+        return True
+    if tp is tuple:
+        n = PyTuple_GET_SIZE(obj)
+        for i in range(n):
+            if not _orjson_safe(<object>PyTuple_GET_ITEM(obj, i), depth + 1):
+                return False
+        return True
+    return False
+
+
+cdef bytes _json_dumps(object obj, bint use_orjson):
+    if use_orjson and _orjson_dumps is not None and _orjson_safe(obj, 0):
+        return _orjson_dumps(obj, option=_orjson_sort_keys)
+    return PyUnicode_AsUTF8String(_stdlib_json_encode(obj))
+
+
+def json_dumps_canonical(obj, use_orjson=True):
+    """Encode ``obj`` as canonical JSON: sorted keys, no spaces, UTF-8.
+
+    The stdlib's output defines the format; orjson is used when installed and
+    when it gives the same bytes. NaN and infinity are rejected.
+
+    :raises TypeError: or ``ValueError`` when ``obj`` is not JSON.
+    """
+    return _json_dumps(obj, True if use_orjson else False)
+
+
+cdef object _plain_member(object value):
+    """Encode a value the way redis-py encodes a command argument, or None."""
+    tp = type(value)
+    if tp is bytes:
+        return value
+    if tp is str:
+        return PyUnicode_AsUTF8String(value)
+    if tp is int:
+        return _int_bytes(value)
+    if tp is float:
+        return _float_bytes(PyFloat_AS_DOUBLE(value))
+    if tp is bool or value is None:
+        return None
+    if isinstance(value, _bytes_like):
+        return _bytes_type(value)
+    if isinstance(value, str):
+        return PyUnicode_AsUTF8String(value)
+    if isinstance(value, int):
+        return _int_bytes(PyNumber_Long(value))
+    if isinstance(value, float):
+        return _float_bytes(PyFloat_AS_DOUBLE(PyNumber_Float(value)))
+    return None
+
+
+cdef object _encode_member(int codec, object dumps, object item, object packer):
+    """Encode one item; None means the codec does not accept it."""
+    if codec == C_DEFAULT:
+        return _plain_member(item)
+    if codec == C_STR:
+        return PyUnicode_AsUTF8String(item) if isinstance(item, str) else None
+    if codec == C_BYTES:
+        return _bytes_type(item) if isinstance(item, _bytes_like) else None
+    if codec == C_INT:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if type(item) is int:
+                return _int_bytes(item)
+            return PyNumber_Remainder(_PCT_D, item)
+        return None
+    if codec == C_JSON:
+        return _json_dumps(item, True)
+    if codec == C_MSGPACK:
+        if _msgpack_packb is None:
+            raise RuntimeError(_NO_MSGPACK)
+        if packer is not None:
+            # A Packer private to one pack_zadd call: same bytes as packb(),
+            # without building a Packer per item.
+            return packer.pack(item)
+        return _msgpack_packb(item, use_bin_type=True)
+    if dumps is None:
+        raise ValueError("CODEC_CUSTOM needs a dumps function")
+    return _plain_member(dumps(item))
+
+
+cdef bytes _encode_member_checked(int codec, object dumps, object item, object index, object sent,
+                                  object packer):
+    try:
+        out = _encode_member(codec, dumps, item, packer)
+    except (RuntimeError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise InvalidItemError(
+            PyUnicode_Format(_FMT_ITEM_EXC, (_describe(index), type(exc).__name__, exc)), index, sent
+        ) from exc
+    if out is None:
+        raise InvalidItemError(
+            PyUnicode_Format(_FMT_ITEM_TYPE, (_describe(index), type(item).__name__)), index, sent
+        )
+    return out
+
+
+def encode_member(codec, dumps, item, index=None, sent=0):
+    """Serialize one item into the bytes stored as the member.
+
+    :raises InvalidItemError: (a ``TypeError``) naming the item's index when
+        the codec rejects the item or the serializer raises.
+    """
+    return _encode_member_checked(_codec_id(codec), dumps, item, index, sent, None)
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+cdef object _json_loads(object raw):
+    if _orjson_loads is not None:
+        try:
+            return _orjson_loads(raw)
+        except _orjson_decode_error:
+            pass  # integers beyond 64 bits, NaN literals: the stdlib decides
+    return _stdlib_json_loads(raw)
+
+
+cdef object _decode_member(int codec, object loads, object raw):
+    if codec == C_DEFAULT or codec == C_STR:
+        if type(raw) is bytes:
+            return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), NULL)
+        return raw.decode("utf-8")
+    if codec == C_BYTES:
+        return raw
+    if codec == C_INT:
+        return PyNumber_Long(raw)
+    if codec == C_JSON:
+        return _json_loads(raw)
+    if codec == C_MSGPACK:
+        if _msgpack_unpackb is None:
+            raise RuntimeError(_NO_MSGPACK)
+        return _msgpack_unpackb(raw, raw=False, strict_map_key=False)
+    if loads is None:
+        raise ValueError("CODEC_CUSTOM needs a loads function")
+    return loads(raw)
+
+
+def decode_member(codec, loads, raw):
+    """Deserialize one member; exceptions from the codec propagate."""
+    return _decode_member(_codec_id(codec), loads, raw)
+
+
+cdef inline object _raw(object value):
+    if type(value) is str:  # a client that decodes responses
+        return PyUnicode_AsUTF8String(value)
+    return value
+
+
+cdef int _decode_into(list out, int codec, object loads, object failures, object raw) except -1:
+    if type(raw) is str:
+        raw = PyUnicode_AsUTF8String(raw)
+    if (codec == C_DEFAULT or codec == C_STR) and type(raw) is bytes:
+        # Fast path, without a try block: most members decode.
+        value = _decode_utf8_or_none(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+        if value is not None:
+            out.append(value)
+            return 0
+        # The decode raised (and left the exception set): redo it under try.
+    try:
+        value = _decode_member(codec, loads, raw)
+    except (RuntimeError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        failures.append((raw, exc))
+        return 0
+    out.append(value)
+    return 0
+
+
+def decode_items(reply, codec, loads, failures, with_scores):
+    """Deserialize the members of a parsed reply, in order.
+
+    ``reply`` is a list as hiredis parses it: with ``with_scores`` either the
+    RESP2 flat ``[member, score, member, score, ...]`` or the RESP3 nested
+    ``[[member, score], ...]``; without, a flat ``[member, ...]``. Scores are
+    dropped. A member that fails to decode is appended to ``failures`` as
+    ``(raw, exception)`` and skipped.
+    """
+    cdef list out = []
+    cdef int c
+    cdef Py_ssize_t i, n
+    cdef bint nested_ok
+    if not reply:
+        return out
+    c = _codec_id(codec)
+    if type(reply) is not list:
+        # Any other sequence: the twin's own steps, then the common loop.
+        if with_scores:
+            if type(PyObject_GetItem(reply, 0)) is list:
+                raws = [PyObject_GetItem(pair, 0) for pair in reply]
+            else:
+                raws = reply[0::2]
+        else:
+            raws = reply
+        for raw in raws:
+            _decode_into(out, c, loads, failures, raw)
+        return out
+    n = PyList_GET_SIZE(reply)
+    if with_scores:
+        if type(<object>PyList_GET_ITEM(reply, 0)) is list:
+            # RESP3: [[member, score], ...]. The twin takes every pair[0]
+            # before decoding anything, so check the shape first; an odd
+            # shape goes the twin's way and raises where it would.
+            nested_ok = True
+            for i in range(n):
+                pair = <object>PyList_GET_ITEM(reply, i)
+                if type(pair) is not list or PyList_GET_SIZE(pair) < 1:
+                    nested_ok = False
+                    break
+            if not nested_ok:
+                for raw in [PyObject_GetItem(pair, 0) for pair in reply]:
+                    _decode_into(out, c, loads, failures, raw)
+                return out
+            i = 0
+            while i < PyList_GET_SIZE(reply):
+                pair = <object>PyList_GET_ITEM(reply, i)
+                if type(pair) is not list or PyList_GET_SIZE(pair) < 1:
+                    raise RuntimeError("reply changed while it was decoded")
+                _decode_into(out, c, loads, failures, <object>PyList_GET_ITEM(pair, 0))
+                i += 1
+            return out
+        # RESP2: [member, score, member, score, ...]
+        i = 0
+        while i < PyList_GET_SIZE(reply):
+            _decode_into(out, c, loads, failures, <object>PyList_GET_ITEM(reply, i))
+            i += 2
+        return out
+    i = 0
+    while i < PyList_GET_SIZE(reply):
+        _decode_into(out, c, loads, failures, <object>PyList_GET_ITEM(reply, i))
+        i += 1
+    return out
+
+
+def decode_scored(reply):
+    """Return ``[(member, score), ...]`` from a WITHSCORES or ZPOPMIN reply."""
+    cdef list out
+    cdef Py_ssize_t i, n
+    if not reply:
+        return []
+    out = []
+    if type(PyObject_GetItem(reply, 0)) is list:
+        for pair in reply:
+            if type(pair) is list and PyList_GET_SIZE(pair) >= 2:
+                member = _raw(<object>PyList_GET_ITEM(pair, 0))
+                score = PyNumber_Float(<object>PyList_GET_ITEM(pair, 1))
+            else:
+                member = _raw(PyObject_GetItem(pair, 0))
+                score = PyNumber_Float(PyObject_GetItem(pair, 1))
+            out.append((member, score))
+        return out
+    n = len(reply)
+    for i in range(0, n, 2):
+        if type(reply) is list and i + 1 < PyList_GET_SIZE(reply):
+            member = _raw(<object>PyList_GET_ITEM(reply, i))
+            score = PyNumber_Float(<object>PyList_GET_ITEM(reply, i + 1))
+        else:
+            member = _raw(PyObject_GetItem(reply, i))
+            score = PyNumber_Float(PyObject_GetItem(reply, i + 1))
+        out.append((member, score))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+cdef int _write_arg(_WriteBuffer buf, object value) except -1:
+    cdef const char *data
+    cdef Py_ssize_t size
+    cdef int overflow = 0
+    cdef long long v
+    tp = type(value)
+    if tp is bytes:
+        return buf.write_bulk_bytes(value)
+    if tp is str:
+        data = PyUnicode_AsUTF8AndSize(value, &size)
+        if data is NULL:
+            PyErr_Clear()
+            return buf.write_bulk_bytes(PyUnicode_AsUTF8String(value))  # raises the twin's error
+        return buf.write_bulk(data, size)
+    if tp is int:
+        v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0:
+            return buf.write_bulk_llong(v)
+        return buf.write_bulk_bytes(PyNumber_Remainder(_PCT_D, value))
+    if tp is float:
+        return buf.write_bulk_bytes(_float_bytes(PyFloat_AS_DOUBLE(value)))
+    if isinstance(value, _bytes_like):
+        return buf.write_bulk_bytes(_bytes_type(value))
+    raise TypeError(PyUnicode_Format(_FMT_ARG, tp.__name__))
+
+
+def pack_command(args):
+    """Encode one command as a RESP array of bulk strings.
+
+    ``("ZCARD", b"k")`` becomes ``*2\\r\\n$5\\r\\nZCARD\\r\\n$1\\r\\nk\\r\\n``.
+    """
+    cdef Py_ssize_t n = len(args)
+    cdef _WriteBuffer buf = _WriteBuffer(64 + 32 * n)
+    buf.write_header(b'*', n)
+    for value in args:
+        _write_arg(buf, value)
+    return buf.to_bytes()
+
+
+def pack_zadd(key, flags, items, scores, codec, dumps, offset=0, sent=0):
+    """Encode one ``ZADD key [flags] score member ...`` for a chunk of items.
+
+    The whole chunk is encoded before anything is returned, so a bad item or
+    score means nothing of this chunk is sent. ``offset`` is the index of
+    ``items[0]`` in the caller's input (error messages name input indices);
+    ``sent`` is how many items earlier chunks already sent.
+
+    :raises InvalidItemError: an item the codec rejects.
+    :raises InvalidScoreError: a score that is not a real number.
+    :raises InvalidScoreValueError: a NaN score or an int beyond double range.
+    :raises ValueError: ``items`` and ``scores`` differ in length, or are empty.
+    """
+    cdef Py_ssize_t n = len(items)
+    cdef Py_ssize_t n_scores = len(scores)
+    cdef Py_ssize_t i, size
+    cdef int c, items_kind, scores_kind, overflow
+    cdef long long v
+    cdef double d
+    cdef const char *data
+    cdef _WriteBuffer buf
+    cdef list flag_args
+    if n_scores != n:
+        raise ValueError("got %d items but %d scores" % (n, n_scores))
+    if n == 0:
+        raise ValueError("ZADD needs at least one item")
+    if type(key) is not bytes:
+        key = _arg_bytes(key)
+    flag_args = [flag if type(flag) is bytes else _arg_bytes(flag) for flag in flags]
+    c = _codec_id(codec)
+    items_kind = _seq_kind(items)
+    scores_kind = _seq_kind(scores)
+    packer = None
+    if c == C_MSGPACK and _msgpack_packer is not None:
+        packer = _msgpack_packer(use_bin_type=True)
+
+    # *N\r\n$4\r\nZADD\r\n$<len>\r\n<key>\r\n [flags] then $..score..$..member.. pairs
+    buf = _WriteBuffer(64 + PyBytes_GET_SIZE(key) + 32 * n)
+    buf.write_header(b'*', 2 + len(flag_args) + 2 * n)
+    buf.write_raw(b"$4\r\nZADD\r\n", 10)
+    buf.write_bulk_bytes(key)
+    for flag in flag_args:
+        buf.write_bulk_bytes(flag)
+
+    for i in range(n):
+        score = _item_at(scores, i, scores_kind)
+        tp = type(score)
+        overflow = 0
+        if tp is int:
+            v = PyLong_AsLongLongAndOverflow(score, &overflow)
+            if overflow == 0 and -EXACT_INT <= v <= EXACT_INT:
+                buf.write_bulk_llong(v)
+            else:
+                buf.write_bulk_bytes(_format_score(score, offset + i, sent))
+        elif tp is float and PyFloat_AS_DOUBLE(score) == PyFloat_AS_DOUBLE(score):
+            buf.write_bulk_double(PyFloat_AS_DOUBLE(score))
+        else:
+            buf.write_bulk_bytes(_format_score(score, offset + i, sent))
+
+        item = _item_at(items, i, items_kind)
+        tp = type(item)
+        if tp is str and (c == C_DEFAULT or c == C_STR):
+            data = PyUnicode_AsUTF8AndSize(item, &size)
+            if data is not NULL:
+                buf.write_bulk(data, size)
+                continue
+            PyErr_Clear()  # a lone surrogate: the checked path raises the twin's error
+        elif tp is bytes and (c == C_DEFAULT or c == C_BYTES):
+            buf.write_bulk_bytes(item)
+            continue
+        elif tp is int and (c == C_DEFAULT or c == C_INT):
+            v = PyLong_AsLongLongAndOverflow(item, &overflow)
+            if overflow == 0:
+                buf.write_bulk_llong(v)
+                continue
+        buf.write_bulk_bytes(_encode_member_checked(c, dumps, item, offset + i, sent, packer))
+    return buf.to_bytes()
+
+
+cdef bytes _arg_bytes(object value):
+    """``_arg`` of the twin: one command argument as bytes."""
+    tp = type(value)
+    if tp is bytes:
+        return value
+    if tp is str:
+        return PyUnicode_AsUTF8String(value)
+    if tp is int:
+        return _int_bytes(value)
+    if tp is float:
+        return _float_bytes(PyFloat_AS_DOUBLE(value))
+    if isinstance(value, _bytes_like):
+        return _bytes_type(value)
+    raise TypeError(PyUnicode_Format(_FMT_ARG, tp.__name__))

@@ -1,0 +1,35 @@
+# Declarations for redset._wire_c (source: src_ext/_wire_c.pyx). Cython finds
+# the .pxd of module redset._wire_c at redset/_wire_c.pxd under the source root.
+
+cimport cython
+
+cdef extern from "Python.h":
+    # repr(float): the shortest string that round-trips, with ".0" on integers.
+    char* PyOS_double_to_string(double val, char format_code, int precision,
+                                int flags, int *type) except NULL
+    int Py_DTSF_ADD_DOT_0
+    # Returns NULL with an exception set (lone surrogates); handled by hand
+    # so that the hot loop needs no try block.
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) noexcept
+
+
+@cython.final
+cdef class _WriteBuffer:
+    """One growing C buffer that a whole command is framed into.
+
+    The shape of py-pgproto's WriteBuffer, cut down to what RESP needs:
+    reserve once per bulk string, write, and copy out a ``bytes`` at the end.
+    """
+    cdef:
+        char *_buf
+        Py_ssize_t _size
+        Py_ssize_t _len
+
+    cdef int _grow(self, Py_ssize_t extra) except -1
+    cdef int write_raw(self, const char *data, Py_ssize_t n) except -1
+    cdef int write_header(self, char kind, Py_ssize_t n) except -1
+    cdef int write_bulk(self, const char *data, Py_ssize_t n) except -1
+    cdef int write_bulk_bytes(self, bytes data) except -1
+    cdef int write_bulk_llong(self, long long value) except -1
+    cdef int write_bulk_double(self, double value) except -1
+    cdef bytes to_bytes(self)
