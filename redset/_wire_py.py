@@ -43,6 +43,7 @@ __all__ = [
     "pack_command",
     "pack_zadd",
     "decode_items",
+    "decode_scored",
     "json_dumps_canonical",
 ]
 
@@ -206,7 +207,8 @@ def _encode_member(codec: int, dumps: Optional[Callable[[Any], Any]], item: Any)
     if codec == CODEC_DEFAULT:
         return _plain_member(item)
     if codec == CODEC_STR:
-        return item.encode("utf-8") if isinstance(item, str) else None
+        # str.encode, not item.encode: a str subclass cannot override the bytes.
+        return str.encode(item, "utf-8") if isinstance(item, str) else None
     if codec == CODEC_BYTES:
         return bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else None
     if codec == CODEC_INT:
@@ -325,8 +327,14 @@ def pack_zadd(
         raise ValueError("got %d items but %d scores" % (n, len(scores)))
     if n == 0:
         raise ValueError("ZADD needs at least one item")
-    parts = [b"*%d\r\n$4\r\nZADD\r\n$%d\r\n" % (2 + len(flags) + 2 * n, len(key)), key, b"\r\n"]
-    for flag in flags:
+    # Key and flags go through _arg like any command argument: len() of a
+    # memoryview counts elements, not bytes, and a str key would otherwise
+    # only fail at the join, after every item was encoded.
+    if type(key) is not bytes:
+        key = _arg(key)
+    flag_args = [flag if type(flag) is bytes else _arg(flag) for flag in flags]
+    parts = [b"*%d\r\n$4\r\nZADD\r\n$%d\r\n" % (2 + len(flag_args) + 2 * n, len(key)), key, b"\r\n"]
+    for flag in flag_args:
         parts.append(b"$%d\r\n%s\r\n" % (len(flag), flag))
     append = parts.append
     for i in range(n):
