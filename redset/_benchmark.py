@@ -55,6 +55,8 @@ __all__ = [
     "make_case",
     "contender_label",
     "add_ratios",
+    "table_rows",
+    "server_version",
     "pin_server",
     "pin_client",
     "machine_info",
@@ -76,6 +78,13 @@ OPS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "take": ("take", ("limit", "redis-py", "redis-py-resp2", "redset", "redset-pure")),
     "drain": ("take", ("limit", "redis-py", "redset-drain", "redset-pure-drain")),
     "pop": ("pop", ("limit", "redis-py", "redset", "redset-pure")),
+}
+
+WORKLOAD_TITLES: Dict[str, str] = {
+    "w1": "W1 strings",
+    "w2-json": "W2 JSON, stdlib json",
+    "w2-orjson": "W2 JSON, orjson",
+    "w2-msgpack": "W2 msgpack",
 }
 
 CONTENDERS: Tuple[str, ...] = (
@@ -661,8 +670,44 @@ def add_ratios(results: List[Dict[str, Any]]) -> None:
         r["ratio_redis_py"] = r["items_per_s"] / by_hand if by_hand else None
 
 
+def _ratio(value: Optional[float]) -> str:
+    return "—" if value is None else "%.2f" % value
+
+
+def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str, str, str, str]]]]:
+    """Group results by workload and operation into titled rows of strings:
+    (contender, items/s, ratio to the limit, ratio to redis-py by hand)."""
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["workload"], r["op"]), []).append(r)
+    out = []
+    for (workload, op), rows in groups.items():
+        title = "%s · %s · N = %s" % (WORKLOAD_TITLES.get(workload, workload), op.upper(), format(rows[0]["n"], ","))
+        out.append((
+            title,
+            [
+                (r["label"], format(round(r["items_per_s"]), ","), _ratio(r["ratio_limit"]), _ratio(r["ratio_redis_py"]))
+                for r in rows
+            ],
+        ))
+    return out
+
+
 # --------------------------------------------------------------------------
 # Pinning and the machine
+
+
+def server_version(url: str) -> str:
+    """Return ``"valkey 8.1.8"`` or ``"redis 7.2.4"`` for the server at ``url``."""
+    conn = RawConnection(url)
+    try:
+        info = conn.call(b"INFO", b"server").decode()
+    finally:
+        conn.close()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    if "valkey_version" in fields:
+        return "valkey " + fields["valkey_version"].strip()
+    return "redis " + fields.get("redis_version", "?").strip()
 
 
 def pin_server(pid: int, cpu: int = 0) -> str:

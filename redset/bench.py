@@ -1,0 +1,227 @@
+"""``redset bench``: redset against redis-py by hand and the raw-socket limit.
+
+Runs the workloads and contenders of :mod:`redset._benchmark` (the same code
+``benchmarks/test_bench.py`` runs under pytest-benchmark) on an embedded Valkey
+by default, with the server pinned to CPU 0 and this process to CPU 1, and
+prints the median items/s of ``--repeat`` rounds with its ratio to the limit
+and to redis-py by hand. ``--json`` saves the run for ``benchmarks/render.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import statistics
+import sys
+from itertools import groupby
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from redset import _benchmark as bm
+
+__all__ = ["main", "run", "format_table"]
+
+
+def _csv(choices: Sequence[str]) -> Callable[[str], List[str]]:
+    def parse(value: str) -> List[str]:
+        names = [v.strip().lower() for v in value.split(",") if v.strip()]
+        bad = [v for v in names if v not in choices]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                "unknown %s (choose from %s)" % (", ".join(bad) or "empty list", ",".join(choices))
+            )
+        return names
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of ``redset bench``'s options."""
+    p = argparse.ArgumentParser(prog="redset bench", description=__doc__.splitlines()[0])
+    p.add_argument("--url", help="server to use (default: start an embedded Valkey and pin it)")
+    p.add_argument("--n", type=int, default=None, help="items per workload (default $REDSET_BENCH_N or 200000)")
+    p.add_argument("--pop-n", type=int, default=None, help="items for POP, one round trip each (default N/10)")
+    p.add_argument("--repeat", type=int, default=3, help="timed rounds per contender; the median is reported")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds per contender first (default 1)")
+    p.add_argument("--ops", type=_csv(tuple(bm.OPS)), default=list(bm.OPS), help="add,take,drain,pop")
+    p.add_argument(
+        "--workloads", type=_csv(bm.WORKLOADS), default=list(bm.WORKLOADS), help=",".join(bm.WORKLOADS)
+    )
+    p.add_argument("--json", metavar="OUT", help="save the run (machine, versions, rounds) as JSON")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the server and this process to CPUs")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+class _Progress:
+    """tqdm when installed, else one line per round on stderr."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.done, self.quiet, self.bar = total, 0, quiet, None
+        if not quiet:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="round", file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(what, refresh=False)
+            self.bar.update(1)
+        elif not self.quiet:
+            print("[%d/%d] %s" % (self.done, self.total, what), file=sys.stderr, flush=True)
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        elif not self.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _measure_group(
+    cases: List[bm.Case], repeat: int, warmup: int, progress: _Progress
+) -> Dict[str, List[float]]:
+    """Time the cases of one (workload, operation) round-robin, so drift on a
+    shared machine hits every contender alike; return seconds per contender."""
+    times: Dict[str, List[float]] = {case.contender: [] for case in cases}
+    for round_no in range(warmup + repeat):
+        for case in cases:
+            elapsed = case.measure()
+            if round_no >= warmup:
+                times[case.contender].append(elapsed)
+            progress.step("%s %s %s" % (case.workload.name, case.op, case.contender))
+    return times
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
+    """Run the comparison ``args`` describe and return the run as a dict.
+
+    :raises redset._benchmark.BenchmarkError: when a contender's result is wrong.
+    """
+    n = bm.bench_n(args.n)
+    n_pop = args.pop_n or bm.pop_n(n)
+    if args.repeat < 1 or args.warmup < 0:
+        raise ValueError("--repeat must be >= 1 and --warmup >= 0")
+    triples = bm.plan(args.ops, args.workloads)
+    server = None
+    pinning = []
+    if args.url:
+        url = args.url
+        if not args.no_pin:
+            pinning.append("server not pinned: external (--url)")
+    else:
+        from redset.testing import LocalServer
+
+        server = LocalServer().start()
+        url = server.url
+        if not args.no_pin and server.proc is not None:
+            pinning.append(bm.pin_server(server.proc.pid, 0))
+    if not args.no_pin:
+        pinning.append(bm.pin_client(1))
+    pinned = "; ".join(pinning) or "not pinned (--no-pin)"
+    progress = _Progress(len(triples) * (args.repeat + args.warmup), args.quiet)
+    progress.write("redset bench: N=%d (POP: %d), %s" % (n, n_pop, pinned))
+    results: List[Dict[str, Any]] = []
+    skipped: List[Dict[str, str]] = []
+    try:
+        version = bm.server_version(url)
+        for workload_name, group in groupby(triples, key=lambda t: t[0]):
+            for op, triples_op in groupby(group, key=lambda t: t[1]):
+                count = n_pop if op == "pop" else n
+                workload = bm.get_workload(workload_name, count)
+                cases: List[bm.Case] = []
+                try:
+                    for _, _, contender in triples_op:
+                        try:
+                            cases.append(bm.make_case(contender, workload, op, url))
+                        except bm.Unavailable as exc:
+                            skipped.append({"workload": workload_name, "op": op, "contender": contender,
+                                            "reason": str(exc)})
+                            progress.write("skipped %s %s %s: %s" % (workload_name, op, contender, exc))
+                            progress.step("%s skipped" % contender)
+                    times = _measure_group(cases, args.repeat, args.warmup, progress)
+                finally:
+                    for case in cases:
+                        case.close()
+                for case in cases:
+                    median = statistics.median(times[case.contender])
+                    results.append({
+                        "workload": workload_name,
+                        "op": op,
+                        "contender": case.contender,
+                        "label": case.label,
+                        "n": count,
+                        "seconds": times[case.contender],
+                        "median_s": median,
+                        "items_per_s": count / median,
+                    })
+            bm.get_workload.cache_clear()  # one workload's items in memory at a time
+    finally:
+        progress.close()
+        if server is not None:
+            server.stop()
+    bm.add_ratios(results)
+    return {
+        "format": 1,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m redset bench " + shlex.join(list(argv)),
+        "n": n,
+        "pop_n": n_pop,
+        "repeat": args.repeat,
+        "warmup": args.warmup,
+        "machine": bm.machine_info(version, pinned),
+        "results": results,
+        "skipped": skipped,
+    }
+
+
+def format_table(run_data: Dict[str, Any]) -> str:
+    """Return the plain-text table of a run: one block per workload and operation."""
+    lines: List[str] = []
+    head = ("contender", "items/s", "× limit", "× redis-py")
+    for (title, rows) in bm.table_rows(run_data["results"]):
+        width = max(len(head[0]), *(len(r[0]) for r in rows))
+        lines.append("")
+        lines.append(title)
+        lines.append("  %-*s  %12s  %8s  %10s" % (width, *head))
+        for row in rows:
+            lines.append("  %-*s  %12s  %8s  %10s" % (width, *row))
+    machine = run_data["machine"]
+    lines.append("")
+    lines.append(
+        "%s, %s cores; %s; %s; redis-py %s, hiredis %s; %s"
+        % (machine["cpu"], machine["cores"], machine["python"], machine["server"],
+           machine["redis-py"], machine["hiredis"], machine["pinning"])
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``redset bench``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        run_data = run(args, argv)
+    except bm.BenchmarkError as exc:
+        print("redset bench: wrong result, nothing reported: %s" % exc, file=sys.stderr)
+        return 1
+    print(format_table(run_data))
+    for skip in run_data["skipped"]:
+        print("skipped %(contender)s on %(workload)s %(op)s: %(reason)s" % skip)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(run_data, fh, indent=1)
+            fh.write("\n")
+        print("saved %s" % args.json)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
