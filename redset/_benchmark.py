@@ -56,6 +56,7 @@ __all__ = [
     "contender_label",
     "add_ratios",
     "table_rows",
+    "table_lines",
     "server_version",
     "pin_server",
     "pin_client",
@@ -691,6 +692,17 @@ def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str,
             ],
         ))
     return out
+
+
+def table_lines(results: List[Dict[str, Any]]) -> List[str]:
+    """The plain-text table of :func:`table_rows` (``redset bench``, pytest summary)."""
+    lines: List[str] = []
+    head = ("contender", "items/s", "x limit", "x redis-py")
+    for title, rows in table_rows(results):
+        width = max(len(head[0]), *(len(r[0]) for r in rows))
+        lines += ["", title]
+        lines += ["  %-*s  %12s  %8s  %10s" % (width, *row) for row in [head, *rows]]
+    return lines
 
 
 # --------------------------------------------------------------------------

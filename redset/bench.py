@@ -184,15 +184,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
 
 def format_table(run_data: Dict[str, Any]) -> str:
     """Return the plain-text table of a run: one block per workload and operation."""
-    lines: List[str] = []
-    head = ("contender", "items/s", "× limit", "× redis-py")
-    for (title, rows) in bm.table_rows(run_data["results"]):
-        width = max(len(head[0]), *(len(r[0]) for r in rows))
-        lines.append("")
-        lines.append(title)
-        lines.append("  %-*s  %12s  %8s  %10s" % (width, *head))
-        for row in rows:
-            lines.append("  %-*s  %12s  %8s  %10s" % (width, *row))
+    lines = bm.table_lines(run_data["results"])
     machine = run_data["machine"]
     lines.append("")
     lines.append(

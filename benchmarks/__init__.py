@@ -1,0 +1,1 @@
+"""redset's benchmarks (pytest-benchmark); the shared code is :mod:`redset._benchmark`."""
