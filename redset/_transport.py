@@ -68,6 +68,18 @@ class Transport:
         """
         raise NotImplementedError
 
+    def execute_many(self, commands: Sequence[Sequence[Any]]) -> List[Any]:
+        """Run several commands that are safe to repeat in one round trip.
+
+        :raises redis.exceptions.ResponseError: the first error reply, after
+            all replies were read.
+        """
+        raise NotImplementedError
+
+    def socket_timeout(self) -> Optional[float]:
+        """The client's read timeout, which a blocking command must stay under."""
+        return None
+
     def evalsha(self, script: str, keys: Sequence[Any], args: Sequence[Any], *, pop: bool = False) -> Any:
         """Run a script by SHA, loading it first if the server lacks it."""
         sha = scripts.sha1(script)
@@ -157,6 +169,35 @@ class DirectTransport(Transport):
             if isinstance(reply, ResponseError):
                 raise reply
             return reply
+
+    def execute_many(self, commands: Sequence[Sequence[Any]]) -> List[Any]:
+        data = b"".join(self.wire.pack_command(args) for args in commands)
+        attempt = 0
+        while True:
+            conn = self._acquire()
+            try:
+                conn.send_packed_command([data])
+                replies = [self._read(conn) for _ in commands]
+            except _NETWORK_ERRORS:
+                conn.disconnect()
+                if attempt >= _SAFE_RETRIES:
+                    raise
+                attempt += 1
+                time.sleep(_RETRY_BACKOFF * attempt)
+                continue
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                self._release(conn)
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply
+            return replies
+
+    def socket_timeout(self) -> Optional[float]:
+        value = self.pool.connection_kwargs.get("socket_timeout")
+        return float(value) if value else None
 
     # -- streamed adds ------------------------------------------------------
     def zadd_stream(self, key: bytes, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], codec: int,
@@ -289,6 +330,9 @@ class ClientTransport(Transport):
 
     def execute(self, args: Sequence[Any], *, pop: bool = False) -> Any:
         return _as_bytes(self.client.execute_command(*args))
+
+    def execute_many(self, commands: Sequence[Sequence[Any]]) -> List[Any]:
+        return [self.execute(args) for args in commands]
 
     def zadd_stream(self, key: bytes, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], codec: int,
                     dumps: Optional[Callable[[Any], Any]]) -> int:

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidScoreValueError",
     "PopOutcomeUnknown",
     "DeserializationError",
+    "StaleLeaseError",
 ]
 
 
@@ -100,3 +101,17 @@ class DeserializationError(RedsetError, ValueError):
         super().__init__(message)
         self.items = items
         self.failures = failures
+
+
+class StaleLeaseError(RedsetError):
+    """An ack, nack or extend came from a consumer that no longer holds the lease.
+
+    Its lease expired and the item was reclaimed (and possibly delivered to
+    another consumer, who now holds it), or the lease was already settled.
+    Nothing was changed.
+    """
+
+    def __init__(self, message: str, key: str = "", token: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.token = token

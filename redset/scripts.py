@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["POP_DUE", "RELEASE_LOCK", "sha1"]
+__all__ = ["POP_DUE", "RELEASE_LOCK", "LEASE_TAKE", "LEASE_SETTLE", "ADD_UNLESS_INFLIGHT", "REQUEUE_DEAD", "sha1"]
 
 # Pop up to ARGV[2] members whose score is <= ARGV[1], lowest first, and
 # return them as a flat array [member, score, member, score, ...], the shape
@@ -47,3 +47,128 @@ return 0
 def sha1(script: str) -> str:
     """Return the SHA1 hex digest Redis uses to name ``script`` for EVALSHA."""
     return hashlib.sha1(script.encode("utf-8")).hexdigest()
+
+
+# -- leases (at-least-once delivery) ----------------------------------------------
+# The keys of one set, all in the hash slot of the set's key (see
+# redset.leases.lease_keys):
+#   KEYS[1] main      the sorted set of waiting items
+#   KEYS[2] inflight  sorted set: member -> lease deadline (UNIX seconds)
+#   KEYS[3] leases    hash: member -> "<token> <original score>"
+#   KEYS[4] counts    hash: member -> number of deliveries so far
+#   KEYS[5] dead      sorted set of dead letters: member -> original score
+# Every script removes before it adds: on Redis < 7 a script may go on
+# writing over maxmemory once its first write was done, so an item that was
+# removed from one set is always added to the other, never stranded.
+
+# Reclaim expired leases, then lease up to ARGV[3] items.
+# ARGV[1]: now. ARGV[2]: the new leases' deadline. ARGV[3]: max count.
+# ARGV[4]: max deliveries (0 = unlimited). ARGV[5]: this take's token.
+# ARGV[6]: "1" to take only items whose score <= now (ScheduledSet).
+# Returns a flat array [member, score, deliveries, ...].
+LEASE_TAKE = """
+local now = tonumber(ARGV[1])
+local maxd = tonumber(ARGV[4])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, m in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], m)
+  local info = redis.call('HGET', KEYS[3], m)
+  redis.call('HDEL', KEYS[3], m)
+  local score = info and string.match(info, '^%S+ (%S+)$') or '0'
+  local d = tonumber(redis.call('HGET', KEYS[4], m) or '0')
+  if maxd > 0 and d >= maxd then
+    redis.call('HDEL', KEYS[4], m)
+    redis.call('ZADD', KEYS[5], score, m)
+  else
+    redis.call('ZADD', KEYS[1], 'NX', score, m)
+  end
+end
+local popped
+if ARGV[6] == '1' then
+  popped = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+  for i = 1, #popped, 2 do
+    redis.call('ZREM', KEYS[1], popped[i])
+  end
+else
+  popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[3]))
+end
+local out = {}
+for i = 1, #popped, 2 do
+  local m = popped[i]
+  local d = redis.call('HINCRBY', KEYS[4], m, 1)
+  redis.call('ZADD', KEYS[2], ARGV[2], m)
+  redis.call('HSET', KEYS[3], m, ARGV[5] .. ' ' .. popped[i + 1])
+  out[#out + 1] = m
+  out[#out + 1] = popped[i + 1]
+  out[#out + 1] = d
+end
+return out
+"""
+
+# Settle one lease held with token ARGV[2] on member ARGV[1].
+# KEYS as above. ARGV[3]: "ack", "nack" or "extend".
+# ARGV[4]: for nack, the score to requeue at ("" = the original score);
+#          for extend, the new deadline.
+# ARGV[5]: max deliveries (0 = unlimited), for nack.
+# Returns 1 done, 2 moved to dead letters (nack past max deliveries),
+# 0 the lease is not held with this token (expired, re-leased or settled).
+LEASE_SETTLE = """
+local m = ARGV[1]
+local info = redis.call('HGET', KEYS[3], m)
+if not info then return 0 end
+local token, score = string.match(info, '^(%S+) (%S+)$')
+if token ~= ARGV[2] then return 0 end
+local op = ARGV[3]
+if op == 'extend' then
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[4], m)
+  return 1
+end
+redis.call('ZREM', KEYS[2], m)
+redis.call('HDEL', KEYS[3], m)
+if op == 'ack' then
+  redis.call('HDEL', KEYS[4], m)
+  return 1
+end
+local maxd = tonumber(ARGV[5])
+local d = tonumber(redis.call('HGET', KEYS[4], m) or '0')
+if maxd > 0 and d >= maxd then
+  redis.call('HDEL', KEYS[4], m)
+  redis.call('ZADD', KEYS[5], score, m)
+  return 2
+end
+if ARGV[4] ~= '' then score = ARGV[4] end
+redis.call('ZADD', KEYS[1], 'NX', score, m)
+return 1
+"""
+
+# Add members unless they are waiting or in flight.
+# KEYS[1] main, KEYS[2] inflight. ARGV[1]: ZADD flags ("NX", "", "GT", ...,
+# space-separated); ARGV[2..]: score, member pairs.
+# Returns the number of new members.
+ADD_UNLESS_INFLIGHT = """
+local flags = {}
+for f in string.gmatch(ARGV[1], '%S+') do flags[#flags + 1] = f end
+local added = 0
+for i = 2, #ARGV, 2 do
+  local m = ARGV[i + 1]
+  if not redis.call('ZSCORE', KEYS[2], m) then
+    local args = {'ZADD', KEYS[1]}
+    for _, f in ipairs(flags) do args[#args + 1] = f end
+    args[#args + 1] = ARGV[i]
+    args[#args + 1] = m
+    added = added + redis.call(unpack(args))
+  end
+end
+return added
+"""
+
+# Move up to ARGV[1] dead letters back to the main set at their original
+# score, resetting their delivery counts. KEYS as above. Returns the count.
+REQUEUE_DEAD = """
+local dead = redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+for i = 1, #dead, 2 do
+  redis.call('ZREM', KEYS[5], dead[i])
+  redis.call('ZADD', KEYS[1], 'NX', dead[i + 1], dead[i])
+end
+return #dead / 2
+"""

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 from redset import _wire, scripts
 from redset._transport import Chunk, Transport, make_transport
 from redset.exceptions import DeserializationError
+from redset.leases import Consumer, Lease, lease_keys, new_token
 from redset.locks import Lock
 from redset.serializers import CODEC_CUSTOM, CODEC_DEFAULT, codec_of
 
@@ -116,6 +117,12 @@ class SortedSet:
         moved with their raw bytes (scored by the time of failure) before
         being skipped or raised, so nothing is lost silently.
     :param chunk_size: items per ``ZADD`` in :meth:`add_many`.
+    :param max_deliveries: with leases, how many times an item is delivered
+        before an expiry or nack moves it to the dead-letter set (default:
+        unlimited).
+    :param leased: this set is consumed with leases: adds skip items that
+        are in flight (so an item being worked on is not queued twice), and
+        adds wake consumers blocked in ``take(..., lease=..., timeout=...)``.
     """
 
     _default_scorer: Callable[[Any], float] = staticmethod(_default_scorer)
@@ -133,6 +140,8 @@ class SortedSet:
         on_decode_error: str = "skip",
         dead_letter_key: Optional[str] = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_deliveries: Optional[int] = None,
+        leased: bool = False,
     ) -> None:
         if duplicates is not None and duplicates not in _DUPLICATE_POLICIES:
             raise ValueError(
@@ -154,6 +163,12 @@ class SortedSet:
         self.on_decode_error = on_decode_error
         self.dead_letter_key = dead_letter_key
         self.chunk_size = chunk_size
+        if max_deliveries is not None and int(max_deliveries) < 1:
+            raise ValueError("max_deliveries must be >= 1, got %r" % (max_deliveries,))
+        self.max_deliveries = None if max_deliveries is None else int(max_deliveries)
+        self.leased = bool(leased)
+        self._lease_keys = lease_keys(name if isinstance(name, str) else self._key.decode("utf-8", "replace"))
+        self._wake_key = self._lease_keys[1].rsplit(":", 1)[0] + ":wake"
         self.lock = Lock(self._redis, "%s__lock" % (name,), expires=lock_expires, timeout=lock_timeout)
 
     # -- configuration ---------------------------------------------------------
@@ -293,7 +308,12 @@ class SortedSet:
         wire = self._wire_impl
         encoded_score = wire.format_score(score)
         member = wire.encode_member(self._codec, self._dumps, item)
-        self._io.execute(("ZADD", self._key) + flags + (encoded_score, member))
+        if self.leased:
+            self._add_unless_inflight(flags, [encoded_score, member])
+        else:
+            self._io.execute(("ZADD", self._key) + flags + (encoded_score, member))
+        if self._signals_wake:
+            self._wake()
         return score
 
     def add_many(self, items: Iterable[Any], scores: Optional[Iterable[Any]] = None, *,
@@ -324,7 +344,39 @@ class SortedSet:
         if scores is not None and hasattr(items, "__len__") and hasattr(scores, "__len__"):
             if len(items) != len(scores):  # type: ignore[arg-type]
                 raise ValueError("got %d items but %d scores" % (len(items), len(scores)))  # type: ignore[arg-type]
-        return self._io.zadd_stream(self._key, flags, self._chunks(items, scores), self._codec, self._dumps)
+        if self.leased:
+            added = self._add_many_unless_inflight(flags, self._chunks(items, scores))
+        else:
+            added = self._io.zadd_stream(self._key, flags, self._chunks(items, scores), self._codec, self._dumps)
+        if self._signals_wake:
+            self._wake()
+        return added
+
+    # -- waking blocked consumers ------------------------------------------------
+    @property
+    def _signals_wake(self) -> bool:
+        return self.leased
+
+    def _wake(self) -> None:
+        """Tell one blocked consumer that work arrived (a one-element list)."""
+        self._io.execute_many((("LPUSH", self._wake_key, 1), ("LTRIM", self._wake_key, 0, 0)))
+
+    def _add_unless_inflight(self, flags: Tuple[bytes, ...], pairs: List[Any]) -> int:
+        keys = (self._key, self._lease_keys[1])
+        return int(self._io.evalsha(scripts.ADD_UNLESS_INFLIGHT, keys, [b" ".join(flags)] + pairs))
+
+    def _add_many_unless_inflight(self, flags: Tuple[bytes, ...], chunks: Iterable[Chunk]) -> int:
+        wire = self._wire_impl
+        added = 0
+        sent = 0
+        for items, scores, offset in chunks:
+            pairs: List[Any] = []
+            for i in range(len(items)):
+                pairs.append(wire.format_score(scores[i], offset + i, sent))
+                pairs.append(wire.encode_member(self._codec, self._dumps, items[i], offset + i, sent))
+            added += self._add_unless_inflight(flags, pairs)
+            sent += len(items)
+        return added
 
     def _chunks(self, items: Iterable[Any], scores: Optional[Iterable[Any]]) -> Iterator[Chunk]:
         size = self.chunk_size
@@ -359,30 +411,176 @@ class SortedSet:
             yield chunk_items, chunk_scores, offset
             offset += len(chunk_items)
 
-    def pop(self) -> Any:
+    def pop(self, timeout: Optional[float] = None, lease: Optional[float] = None) -> Any:
         """Atomically remove and return the lowest-scored item.
 
-        :raises KeyError: if the set is empty (or the one popped item could
-            not be deserialized and the set skips such items).
+        :param timeout: seconds to wait for an item when there is none
+            (default: do not wait).
+        :param lease: lease the item for this many seconds instead of
+            removing it: returns a :class:`~redset.leases.Lease` to ``ack``.
+        :raises KeyError: if there is no item (within ``timeout``), or the one
+            popped item could not be deserialized and the set skips such items.
         :raises PopOutcomeUnknown: the connection failed after the pop was
-            sent; it is not retried (see the delivery docs).
+            sent; it is not retried (see docs/delivery.md).
         """
-        items = self._pop_items(1)
+        items = self.take(1, timeout=timeout, lease=lease)
         if not items:
             raise KeyError("%s is empty" % self.name)
         return items[0]
 
-    def take(self, num: Any) -> List[Any]:
+    def take(self, num: Any, timeout: Optional[float] = None, lease: Optional[float] = None) -> List[Any]:
         """Atomically remove and return up to ``num`` lowest-scored items, lowest first.
 
         :param num: how many; passed through ``int()``; below 1 returns ``[]``
             without asking the server.
+        :param timeout: seconds to wait when no item is available (default:
+            return ``[]`` at once). Sorted and time-sorted sets block in
+            ``BZPOPMIN``; a ScheduledSet and leased takes sleep until the
+            next item is due, a lease expires, or a producer signals.
+        :param lease: lease the items for this many seconds (at-least-once):
+            returns :class:`~redset.leases.Lease` handles to ``ack``/``nack``.
         :raises PopOutcomeUnknown: the connection failed after the pop was sent.
         """
         num = int(num)
         if num < 1:
             return []
-        return self._pop_items(num)
+        if lease is not None and not lease > 0:
+            raise ValueError("lease must be a positive number of seconds, got %r" % (lease,))
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0, got %r" % (timeout,))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            items = self._lease_take(num, lease) if lease is not None else self._pop_items(num)
+            if items or deadline is None:
+                return items
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return items
+            items = self._block(num, remaining, lease)
+            if items:
+                return items
+
+    def consumer(self, lease: float = 30.0, batch_size: int = 10, timeout: Optional[float] = None,
+                 handle_signals: bool = True) -> Consumer:
+        """A leased consumer loop: ``with s.consumer(lease=30) as items: for item in items: ...``.
+
+        See :class:`~redset.leases.Consumer`.
+        """
+        return Consumer(self, lease=lease, batch_size=batch_size, timeout=timeout,
+                        handle_signals=handle_signals)
+
+    # -- leases ----------------------------------------------------------------------
+    def _lease_take(self, num: int, lease: float) -> List[Any]:
+        now = time.time()
+        deadline = now + lease
+        token = new_token()
+        wire = self._wire_impl
+        reply = self._io.evalsha(
+            scripts.LEASE_TAKE, self._lease_keys,
+            (wire.format_score(now), repr(float(deadline)), num, self.max_deliveries or 0, token,
+             "1" if self._due_only else "0"),
+            pop=True,
+        )
+        out: List[Any] = []
+        failures: List[Tuple[bytes, BaseException]] = []
+        for i in range(0, len(reply), 3):
+            member = reply[i]
+            if type(member) is str:
+                member = member.encode("utf-8")
+            try:
+                item = wire.decode_member(self._codec, self._loads, member)
+            except (RuntimeError, MemoryError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                failures.append((member, exc))
+                # Keep nothing in flight that no one can ack.
+                self._io.evalsha(scripts.LEASE_SETTLE, self._lease_keys, (member, token, "ack", "", 0))
+                continue
+            out.append(Lease(self, member, item, float(reply[i + 1]), int(reply[i + 2]), token, deadline))
+        if failures:
+            self._handle_failures(out, failures)
+        return out
+
+    def in_flight(self) -> int:
+        """The number of leased items not yet acked, nacked or reclaimed."""
+        return int(self._io.execute(("ZCARD", self._lease_keys[1])))
+
+    def dead_letters(self, num: int = 100) -> List[Any]:
+        """Up to ``num`` items in the dead-letter set, without removing them."""
+        reply = self._io.execute(("ZRANGE", self._lease_keys[4], 0, int(num) - 1))
+        return [self._load(raw) for raw in reply]
+
+    def dead_count(self) -> int:
+        """The number of items in the dead-letter set."""
+        return int(self._io.execute(("ZCARD", self._lease_keys[4])))
+
+    def requeue_dead(self, num: int = 1000) -> int:
+        """Move up to ``num`` dead letters back into the set at their original scores."""
+        moved = int(self._io.evalsha(scripts.REQUEUE_DEAD, self._lease_keys, (int(num),)))
+        if moved and self._signals_wake:
+            self._wake()
+        return moved
+
+    # -- blocking ---------------------------------------------------------------------
+    _due_only = False
+
+    def _slice(self, remaining: float) -> float:
+        """A wait that stays under the client's read timeout."""
+        limit = self._io.socket_timeout()
+        if limit:
+            remaining = min(remaining, max(0.01, limit * 0.8))
+        return remaining
+
+    def _block(self, num: int, remaining: float, lease: Optional[float]) -> List[Any]:
+        if lease is not None:
+            self._sleep_until_work(remaining, include_inflight=True)
+            return []
+        wait = self._slice(remaining)
+        reply = self._io.execute(("BZPOPMIN", self._key, _timeout_arg(wait)), pop=True)
+        if not reply:
+            return []
+        # [key, member, score] -> the ZPOPMIN shape, then fill the batch.
+        first = [reply[1], reply[2]]
+        if num > 1:
+            more = self._io.execute(("ZPOPMIN", self._key, num - 1), pop=True)
+            first.extend(_flatten_pairs(more))
+        return self._decode_popped(first)
+
+    def _sleep_until_work(self, remaining: float, include_inflight: bool) -> None:
+        """Block on the wake list until work may be available.
+
+        Work is a new item (a producer pushes the wake list), the next item
+        becoming due (ScheduledSet), or the next lease expiring.
+        """
+        now = time.time()
+        wait = remaining
+        due_limited = False
+        commands: List[Sequence[Any]] = []
+        if self._due_only:
+            commands.append(("ZRANGE", self._key, 0, 0, "WITHSCORES"))
+        if include_inflight:
+            commands.append(("ZRANGE", self._lease_keys[1], 0, 0, "WITHSCORES"))
+        for reply in self._io.execute_many(commands) if commands else []:
+            pairs = self._wire_impl.decode_scored(reply)
+            if pairs and pairs[0][1] - now < wait:
+                wait = max(0.0, pairs[0][1] - now)
+                due_limited = True
+        if wait <= 0.0005:
+            return
+        until = time.monotonic() + wait
+        if due_limited:
+            # Servers time blocking commands out on their cron tick (100 ms
+            # at the default hz), too coarse to wake on a due time: block on
+            # the server until shortly before it, then sleep the rest here.
+            server_wait = self._slice(wait - _SERVER_TICK)
+            if server_wait > 0.01:
+                if self._io.execute(("BLPOP", self._wake_key, _timeout_arg(server_wait))):
+                    return  # a producer signalled
+            rest = until - time.monotonic()
+            if rest > 0 and rest <= _SERVER_TICK + 0.05:
+                time.sleep(rest)
+            return
+        self._io.execute(("BLPOP", self._wake_key, _timeout_arg(self._slice(wait))))
 
     def drain(self, batch_size: int = 1000) -> Iterator[List[Any]]:
         """Pop batches until the set is empty, keeping the next pop in flight.
@@ -474,6 +672,12 @@ class SortedSet:
         return self._io.execute(args)
 
 
+
+#: Seconds: how late a server may time out a blocking command (one cron tick
+#: at hz 10, plus margin).
+_SERVER_TICK = 0.12
+
+
 class TimeSortedSet(SortedSet):
     """A FIFO-by-default sorted set: the default score is the time of add.
 
@@ -490,8 +694,20 @@ class ScheduledSet(TimeSortedSet):
     ``pop``, ``take``, ``drain``, ``peek`` and ``peek_score`` only see items
     whose score is ``<= time.time()``; ``len`` counts every item and
     :meth:`available` the due ones. Pops run one Lua script (range by score,
-    remove, return), so they are atomic without a lock.
+    remove, return), so they are atomic without a lock. Adds push a wake
+    signal so that consumers blocked in ``pop(timeout=...)`` see an item that
+    is due earlier than the one they wait for.
     """
+
+    _due_only = True
+
+    @property
+    def _signals_wake(self) -> bool:
+        return True
+
+    def _block(self, num: int, remaining: float, lease: Optional[float]) -> List[Any]:
+        self._sleep_until_work(remaining, include_inflight=lease is not None)
+        return []
 
     def _prepare_pop(self) -> None:
         self._io.execute(("SCRIPT", "LOAD", scripts.POP_DUE))
@@ -517,6 +733,17 @@ class ScheduledSet(TimeSortedSet):
 
 
 _POP_DUE_SHA = scripts.sha1(scripts.POP_DUE)
+
+
+def _timeout_arg(seconds: float) -> bytes:
+    """A blocking-command timeout: never 0, which would mean forever."""
+    return b"%.3f" % max(0.001, seconds)
+
+
+def _flatten_pairs(reply: Any) -> List[Any]:
+    if reply and type(reply[0]) is list:
+        return [x for pair in reply for x in pair]
+    return list(reply or [])
 
 
 def _identity(item: Any) -> Any:
