@@ -769,6 +769,21 @@ def _version(dist: str) -> Optional[str]:
         return None
 
 
+def _source_commit() -> Optional[str]:
+    """The git commit redset was imported from ("+dirty" with local changes), if any."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", "."],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def machine_info(server: str, pinning: str) -> Dict[str, Any]:
     """Describe the machine, the versions and the pinning of a run."""
     try:
@@ -794,6 +809,7 @@ def machine_info(server: str, pinning: str) -> Dict[str, Any]:
         "orjson": _version("orjson"),
         "msgpack": _version("msgpack"),
         "redset": redset_version,
+        "redset_commit": _source_commit(),
         "redset_extensions_default": extensions,
         "redset_compiled_built": compiled_built,
         "server": server,
