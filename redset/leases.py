@@ -29,11 +29,15 @@ def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
 
     They share the main key's hash slot: when ``name`` has a hash tag
     (``{...}``) the suffixes keep it; otherwise the companions are tagged
-    with the whole name (``{name}:inflight`` hashes like ``name``).
+    with the whole name (``{name}:inflight`` hashes like ``name``). A name
+    with a ``}`` but no valid tag (``{}x``) cannot be tagged that way; its
+    companions are plain suffixes, which work on one server but may land in
+    other slots on a cluster: give such a set a hash tag.
     """
     start = name.find("{")
-    tagged = start >= 0 and name.find("}", start + 2) > start + 1
-    base = name if tagged else "{%s}" % name
+    end = name.find("}", start + 1) if start >= 0 else -1
+    tagged = start >= 0 and end > start + 1
+    base = name if (tagged or "}" in name) else "{%s}" % name
     return (name, base + ":inflight", base + ":leases", base + ":deliveries", base + ":dead")
 
 
