@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from types import ModuleType
-from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Generator, Iterable, List, Optional, Sequence, Tuple
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -99,7 +99,7 @@ class Transport:
         raise NotImplementedError
 
     def pop_stream(self, make_request: Callable[[], Sequence[Any]], full: Callable[[Any], bool],
-                   on_orphan: Optional[Callable[[Any], None]] = None) -> Iterator[Any]:
+                   on_orphan: Optional[Callable[[Any], None]] = None) -> Generator[Any, None, None]:
         """Yield pop replies, keeping the next request in flight while the
         caller handles the current one, until a reply is not ``full``.
 
@@ -269,7 +269,7 @@ class DirectTransport(Transport):
 
     # -- streamed pops -------------------------------------------------------
     def pop_stream(self, make_request: Callable[[], Sequence[Any]], full: Callable[[Any], bool],
-                   on_orphan: Optional[Callable[[Any], None]] = None) -> Iterator[Any]:
+                   on_orphan: Optional[Callable[[Any], None]] = None) -> Generator[Any, None, None]:
         pack = self.wire.pack_command
         args = make_request()
         conn = self._acquire()
@@ -353,7 +353,7 @@ class ClientTransport(Transport):
         return total
 
     def pop_stream(self, make_request: Callable[[], Sequence[Any]], full: Callable[[Any], bool],
-                   on_orphan: Optional[Callable[[Any], None]] = None) -> Iterator[Any]:
+                   on_orphan: Optional[Callable[[Any], None]] = None) -> Generator[Any, None, None]:
         while True:
             args = make_request()
             reply = self.execute(args, pop=True)
