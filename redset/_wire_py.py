@@ -22,7 +22,7 @@ from redset.exceptions import (
 try:  # optional fast JSON
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised where orjson is absent
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 try:  # optional msgpack codec
     import msgpack as _msgpack
