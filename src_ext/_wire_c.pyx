@@ -15,6 +15,7 @@ else takes a slow path that makes the very calls the Python twin makes
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_Clear
+from cpython.ref cimport Py_XDECREF
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong
@@ -26,6 +27,23 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8, PyUnicode_Format
 from libc.math cimport fabs, signbit
 from libc.string cimport memcpy, strlen
+
+cdef inline int _decode_borrowed(list out, int codec, object loads, object failures, PyObject *raw) except -1:
+    # The common case (valid UTF-8 bytes to str) on a borrowed pointer, with
+    # no try block and no reference counting of the raw member.
+    cdef PyObject *value
+    if (codec == C_DEFAULT or codec == C_STR) and _type_of(raw) is &PyBytes_Type:
+        value = _decode_utf8(_bytes_data(raw), _bytes_size(raw), NULL)
+        if value is not NULL:
+            try:
+                out.append(<object>value)
+            finally:
+                Py_XDECREF(value)
+            return 0
+        PyErr_Clear()  # not UTF-8: redone under try, where it becomes a failure
+    raw_ref = <object>raw  # hold it: what follows may run Python code
+    return _decode_into(out, codec, loads, failures, raw_ref)
+
 
 cdef extern from *:
     """
@@ -143,24 +161,79 @@ cdef str _NO_MSGPACK = "the msgpack codec needs the msgpack package: pip install
 # The write buffer
 
 
-cdef inline Py_ssize_t _digits(char *end, long long value) noexcept:
-    """Write ``value`` in decimal ending just before ``end``; return its length."""
-    cdef unsigned long long u
+cdef const char *_DIGIT_PAIRS = (
+    b"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    b"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    b"8081828384858687888990919293949596979899"
+)
+
+
+cdef inline Py_ssize_t _digits2(char *end, long long value) noexcept:
+    """Write ``value`` in decimal ending just before ``end``; return its length.
+
+    Two digits per division: this runs for every score and every length.
+    """
+    cdef unsigned long long u, r
     cdef char *p = end
     if value < 0:
         u = <unsigned long long>(-(value + 1)) + 1
     else:
         u = <unsigned long long>value
-    while True:
+    while u >= 100:
+        r = (u % 100) * 2
+        u //= 100
+        p -= 2
+        p[0] = _DIGIT_PAIRS[r]
+        p[1] = _DIGIT_PAIRS[r + 1]
+    if u >= 10:
+        p -= 2
+        p[0] = _DIGIT_PAIRS[u * 2]
+        p[1] = _DIGIT_PAIRS[u * 2 + 1]
+    else:
         p -= 1
-        p[0] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
+        p[0] = <char>(48 + u)
     if value < 0:
         p -= 1
         p[0] = b'-'
     return end - p
+
+
+cdef inline void _copy(char *dst, const char *src, Py_ssize_t n) noexcept:
+    # Members and scores are mostly a few bytes: fixed-size copies compile to
+    # plain moves, where memcpy() would be a call through the PLT.
+    if n > 16:
+        memcpy(dst, src, <size_t>n)
+    elif n >= 8:
+        memcpy(dst, src, 8)
+        memcpy(dst + n - 8, src + n - 8, 8)
+    elif n >= 4:
+        memcpy(dst, src, 4)
+        memcpy(dst + n - 4, src + n - 4, 4)
+    else:
+        while n > 0:
+            n -= 1
+            dst[n] = src[n]
+
+
+cdef inline char *_put_bulk(char *p, const char *data, Py_ssize_t n) noexcept:
+    """Write ``$<n>\r\n<data>\r\n`` at ``p`` (room checked by the caller); return the end."""
+    cdef char tmp[24]
+    cdef Py_ssize_t k
+    p[0] = b'$'
+    if n < 10:
+        p[1] = <char>(48 + n)
+        p += 2
+    else:
+        k = _digits2(tmp + 24, n)
+        _copy(p + 1, tmp + 24 - k, k)
+        p += k + 1
+    p[0] = b'\r'
+    p[1] = b'\n'
+    _copy(p + 2, data, n)
+    p += n + 2
+    p[0] = b'\r'
+    p[1] = b'\n'
+    return p + 2
 
 
 @cython.final
@@ -202,7 +275,7 @@ cdef class _WriteBuffer:
     cdef int write_header(self, char kind, Py_ssize_t n) except -1:
         # "*3\r\n" or "$5\r\n"
         cdef char tmp[24]
-        cdef Py_ssize_t k = _digits(tmp + 24, n)
+        cdef Py_ssize_t k = _digits2(tmp + 24, n)
         cdef char *p
         if self._len + k + 3 > self._size:
             self._grow(k + 3)
@@ -216,22 +289,9 @@ cdef class _WriteBuffer:
 
     cdef int write_bulk(self, const char *data, Py_ssize_t n) except -1:
         # "$5\r\nhello\r\n"
-        cdef char tmp[24]
-        cdef Py_ssize_t k = _digits(tmp + 24, n)
-        cdef char *p
-        if self._len + n + k + 5 > self._size:
-            self._grow(n + k + 5)
-        p = self._buf + self._len
-        p[0] = b'$'
-        memcpy(p + 1, tmp + 24 - k, <size_t>k)
-        p += k + 1
-        p[0] = b'\r'
-        p[1] = b'\n'
-        memcpy(p + 2, data, <size_t>n)
-        p += n + 2
-        p[0] = b'\r'
-        p[1] = b'\n'
-        self._len += n + k + 5
+        if self._len + n + 25 > self._size:
+            self._grow(n + 25)
+        self._len = _put_bulk(self._buf + self._len, data, n) - self._buf
         return 0
 
     cdef int write_bulk_bytes(self, bytes data) except -1:
@@ -239,7 +299,7 @@ cdef class _WriteBuffer:
 
     cdef int write_bulk_llong(self, long long value) except -1:
         cdef char tmp[24]
-        cdef Py_ssize_t k = _digits(tmp + 24, value)
+        cdef Py_ssize_t k = _digits2(tmp + 24, value)
         return self.write_bulk(tmp + 24 - k, k)
 
     cdef int write_bulk_double(self, double value) except -1:
@@ -252,7 +312,7 @@ cdef class _WriteBuffer:
             # integer's own, so repr() is "<digits>.0" ("-0.0" keeps its sign).
             tmp[30] = b'.'
             tmp[31] = b'0'
-            k = _digits(tmp + 30, <long long>value)
+            k = _digits2(tmp + 30, <long long>value)
             if signbit(value) and value == 0.0:
                 tmp[28] = b'-'
                 k = 2
@@ -302,7 +362,7 @@ cdef bytes _int_bytes(object value):
     cdef char tmp[24]
     cdef Py_ssize_t k
     if overflow == 0:
-        k = _digits(tmp + 24, v)
+        k = _digits2(tmp + 24, v)
         return PyBytes_FromStringAndSize(tmp + 24 - k, k)
     return PyNumber_Remainder(_PCT_D, value)
 
@@ -653,18 +713,18 @@ def decode_items(reply, codec, loads, failures, with_scores):
                 pair = <object>PyList_GET_ITEM(reply, i)
                 if type(pair) is not list or PyList_GET_SIZE(pair) < 1:
                     raise RuntimeError("reply changed while it was decoded")
-                _decode_into(out, c, loads, failures, <object>PyList_GET_ITEM(pair, 0))
+                _decode_borrowed(out, c, loads, failures, PyList_GET_ITEM(pair, 0))
                 i += 1
             return out
         # RESP2: [member, score, member, score, ...]
         i = 0
         while i < PyList_GET_SIZE(reply):
-            _decode_into(out, c, loads, failures, <object>PyList_GET_ITEM(reply, i))
+            _decode_borrowed(out, c, loads, failures, PyList_GET_ITEM(reply, i))
             i += 2
         return out
     i = 0
     while i < PyList_GET_SIZE(reply):
-        _decode_into(out, c, loads, failures, <object>PyList_GET_ITEM(reply, i))
+        _decode_borrowed(out, c, loads, failures, PyList_GET_ITEM(reply, i))
         i += 1
     return out
 
@@ -741,6 +801,90 @@ def pack_command(args):
     return buf.to_bytes()
 
 
+cdef inline bint _zadd_pair_fast(_WriteBuffer buf, PyObject *score, PyObject *item, int codec) except -1:
+    """Frame one score and member of exact, common types; False means "take the slow path".
+
+    Runs no Python code, so the borrowed pointers stay valid, and writes
+    nothing unless both halves are on the fast path.
+    """
+    cdef char stmp[32]
+    cdef char mtmp[24]
+    cdef const char *sdata
+    cdef const char *mdata
+    cdef char *alloc = NULL
+    cdef char *p
+    cdef Py_ssize_t slen, mlen
+    cdef int overflow = 0
+    cdef long long v
+    cdef double d
+    cdef PyTypeObject *tp = _type_of(score)
+    if tp is &PyLong_Type:
+        v = _long_value(score, &overflow)
+        if overflow != 0 or v < -EXACT_INT or v > EXACT_INT:
+            return False
+        slen = _digits2(stmp + 32, v)
+        sdata = stmp + 32 - slen
+    elif tp is &PyFloat_Type:
+        d = _float_value(score)
+        if d != d:
+            return False
+        if fabs(d) < INTEGRAL_FLOAT_LIMIT and d == <double>(<long long>d):
+            # "<digits>.0", as repr() writes integral floats below 1e16
+            stmp[30] = b'.'
+            stmp[31] = b'0'
+            slen = _digits2(stmp + 30, <long long>d)
+            if signbit(d) and d == 0.0:
+                stmp[28] = b'-'
+                slen = 2
+            slen += 2
+            sdata = stmp + 32 - slen
+        else:
+            alloc = PyOS_double_to_string(d, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+            sdata = alloc
+            slen = <Py_ssize_t>strlen(alloc)
+    else:
+        return False
+
+    tp = _type_of(item)
+    if tp is &PyUnicode_Type and (codec == C_DEFAULT or codec == C_STR):
+        mdata = _utf8_and_size(item, &mlen)
+        if mdata is NULL:  # a lone surrogate: the slow path raises the twin's error
+            PyErr_Clear()
+            if alloc is not NULL:
+                PyMem_Free(alloc)
+            return False
+    elif tp is &PyBytes_Type and (codec == C_DEFAULT or codec == C_BYTES):
+        mdata = _bytes_data(item)
+        mlen = _bytes_size(item)
+    elif tp is &PyLong_Type and (codec == C_DEFAULT or codec == C_INT):
+        v = _long_value(item, &overflow)
+        if overflow != 0:
+            if alloc is not NULL:
+                PyMem_Free(alloc)
+            return False
+        mlen = _digits2(mtmp + 24, v)
+        mdata = mtmp + 24 - mlen
+    else:
+        if alloc is not NULL:
+            PyMem_Free(alloc)
+        return False
+
+    # "$<slen>\r\n<score>\r\n$<mlen>\r\n<member>\r\n": 50 covers both headers.
+    if buf._len + slen + mlen + 50 > buf._size:
+        try:
+            buf._grow(slen + mlen + 50)
+        except MemoryError:
+            if alloc is not NULL:
+                PyMem_Free(alloc)
+            raise
+    p = _put_bulk(buf._buf + buf._len, sdata, slen)
+    p = _put_bulk(p, mdata, mlen)
+    buf._len = p - buf._buf
+    if alloc is not NULL:
+        PyMem_Free(alloc)
+    return True
+
+
 def pack_zadd(key, flags, items, scores, codec, dumps, offset=0, sent=0):
     """Encode one ``ZADD key [flags] score member ...`` for a chunk of items.
 
@@ -786,6 +930,17 @@ def pack_zadd(key, flags, items, scores, codec, dumps, offset=0, sent=0):
         buf.write_bulk_bytes(flag)
 
     for i in range(n):
+        if (items_kind == 1 and i < PyList_GET_SIZE(items) or items_kind == 2) and (
+            scores_kind == 1 and i < PyList_GET_SIZE(scores) or scores_kind == 2
+        ):
+            if _zadd_pair_fast(
+                buf,
+                PyList_GET_ITEM(scores, i) if scores_kind == 1 else PyTuple_GET_ITEM(scores, i),
+                PyList_GET_ITEM(items, i) if items_kind == 1 else PyTuple_GET_ITEM(items, i),
+                c,
+            ):
+                continue
+        # Slow path: anything may run Python code, so hold references.
         score = _item_at(scores, i, scores_kind)
         tp = type(score)
         overflow = 0

@@ -2,6 +2,7 @@
 # the .pxd of module redset._wire_c at redset/_wire_c.pxd under the source root.
 
 cimport cython
+from cpython.object cimport PyObject, PyTypeObject
 
 cdef extern from "Python.h":
     # repr(float): the shortest string that round-trips, with ".0" on integers.
@@ -11,6 +12,22 @@ cdef extern from "Python.h":
     # Returns NULL with an exception set (lone surrogates); handled by hand
     # so that the hot loop needs no try block.
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) noexcept
+
+    # The same calls on borrowed pointers, for loops that run no Python code
+    # and so need no reference counting (none of these can fail on the exact
+    # type they are used for, except the two that return NULL).
+    PyTypeObject PyLong_Type
+    PyTypeObject PyFloat_Type
+    PyTypeObject PyUnicode_Type
+    PyTypeObject PyBytes_Type
+    PyTypeObject *_type_of "Py_TYPE"(PyObject *o) noexcept
+    long long _long_value "PyLong_AsLongLongAndOverflow"(PyObject *o, int *overflow) noexcept
+    double _float_value "PyFloat_AS_DOUBLE"(PyObject *o) noexcept
+    const char *_utf8_and_size "PyUnicode_AsUTF8AndSize"(PyObject *o, Py_ssize_t *size) noexcept
+    char *_bytes_data "PyBytes_AS_STRING"(PyObject *o) noexcept
+    Py_ssize_t _bytes_size "PyBytes_GET_SIZE"(PyObject *o) noexcept
+    # New reference, or NULL with UnicodeDecodeError set.
+    PyObject *_decode_utf8 "PyUnicode_DecodeUTF8"(const char *s, Py_ssize_t n, const char *errors) noexcept
 
 
 @cython.final
