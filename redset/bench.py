@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -85,6 +86,13 @@ class _Progress:
             self.bar.close()
 
 
+def _load_average() -> Optional[List[float]]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _measure_group(
     cases: List[bm.Case], repeat: int, warmup: int, progress: _Progress
 ) -> Dict[str, List[float]]:
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
     progress.write("redset bench: N=%d (POP: %d), %s" % (n, n_pop, pinned))
     results: List[Dict[str, Any]] = []
     skipped: List[Dict[str, str]] = []
+    load_before = _load_average()
     try:
         version = bm.server_version(url)
         for workload_name, group in groupby(triples, key=lambda t: t[0]):
@@ -168,6 +177,9 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
         if server is not None:
             server.stop()
     bm.add_ratios(results)
+    machine = bm.machine_info(version, pinned)
+    # Other work on the machine is the main source of noise: keep it on record.
+    machine["load_average"] = {"before": load_before, "after": _load_average()}
     return {
         "format": 1,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -176,7 +188,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
         "pop_n": n_pop,
         "repeat": args.repeat,
         "warmup": args.warmup,
-        "machine": bm.machine_info(version, pinned),
+        "machine": machine,
         "results": results,
         "skipped": skipped,
     }

