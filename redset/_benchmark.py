@@ -284,7 +284,9 @@ class RawConnection:
         :raises BenchmarkError: on an error reply (the server's words included).
         """
         self.sock.sendall(payload)
-        reader, raw, out = hiredis.Reader(), [], []
+        reader = hiredis.Reader()
+        raw: List[bytes] = []
+        out: List[Any] = []
         while len(out) < replies:
             reply = reader.gets()
             if reply is False:
@@ -350,7 +352,7 @@ class Case:
         if self.op != "add":
             replies, raw = self.admin.exchange(wl.zadd_payload, len(range(0, wl.n, CHUNK)))
             if raw != wl.zadd_replies:
-                raise BenchmarkError("pre-load of %s answered %r" % (wl.key, replies[:3]))
+                raise BenchmarkError("pre-load of %s answered %r" % (wl.key.decode(), replies[:3]))
         # The harness holds every workload's items; a collection during the
         # timed region must not walk them, or contenders that allocate (all
         # but the limit) pay for the harness's heap rather than their own.
@@ -380,7 +382,7 @@ class Case:
         self.check_taken(result, what)
         left = self.admin.call(b"ZCARD", wl.key)
         if left:
-            raise BenchmarkError("%s: %d items left in %s" % (what, left, wl.key))
+            raise BenchmarkError("%s: %d items left in %s" % (what, left, wl.key.decode()))
 
     def check_added(self, result: Any, what: str) -> None:
         if result != self.workload.n:
@@ -520,7 +522,7 @@ class RedisPyCase(Case):
     def run_pop(self) -> List[Any]:
         zpopmin, key = self.client.zpopmin, self.workload.key
         loads = self.workload.loads or (lambda member: member)
-        out = []
+        out: List[Any] = []
         while True:
             popped = zpopmin(key)
             if not popped:
@@ -617,7 +619,8 @@ def make_case(contender: str, workload: Workload, op: str, url: str) -> Case:
 
     :raises Unavailable: when the contender cannot run in this environment.
     """
-    return _CASES[contender](workload, op, url)  # type: ignore[no-any-return]
+    case: Case = _CASES[contender](workload, op, url)
+    return case
 
 
 def plan(ops: Sequence[str], workloads: Sequence[str]) -> List[Tuple[str, str, str]]:
