@@ -130,61 +130,79 @@ def _tables(run: Run) -> List[str]:
     return out
 
 
+def _span(run: Run, op: str, contender: str, workloads: List[str], to: str = "limit") -> str:
+    """``"0.21–0.27"``: the range of a contender's ratio over some workloads."""
+    values = sorted(float(v) for v in (run.ratio(w, op, contender, to) for w in workloads) if v != "n/a")
+    if not values:
+        return "n/a"
+    return "%.2f" % values[0] if values[0] == values[-1] else "%.2f–%.2f" % (values[0], values[-1])
+
+
 def _why(run: Run) -> List[str]:
     r = run.ratio
+    w2 = [w for w in run.workloads("take") if w != "w1"]
+    pop = (run.workloads("pop") or ["w1"])[0]
     return [
         "**The limit is the server's own speed.** It does no Python work per item: the",
-        "requests were encoded before the clock started and the replies are compared as",
-        "one buffer afterwards. Per item it costs %s µs to add and %s µs to pop (W1):"
+        "requests were encoded before the clock started and the replies are compared as one",
+        "buffer afterwards. On W1 that is %s µs per item added and %s µs per item popped,"
         % (run.us_per_item("w1", "add", "limit"), run.us_per_item("w1", "take", "limit")),
-        "everything a client spends beyond that is its own. A client has to turn each",
-        "item into bytes and each reply back into an object, so the ratio that can be",
-        "reached falls as the items get bigger and their codec slower.",
+        "the server's cost plus the kernel's; whatever a client spends beyond it is its own.",
+        "A client must turn each item into bytes and each reply back into an object, so the",
+        "reachable ratio falls as the items grow and their codec slows. With the server on",
+        "one core and the client on the other, a client that overlaps its work with the",
+        "server's is bounded by the slower of the two, one that alternates by their sum.",
         "",
-        "**ADD is bounded by encoding.** redis-py by hand reaches %s of the limit on W1,"
-        % r("w1", "add", "redis-py"),
-        "%s on W2 with the stdlib json, %s with orjson and %s with msgpack: it builds a"
-        % (r("w2-json", "add", "redis-py"), r("w2-orjson", "add", "redis-py"), r("w2-msgpack", "add", "redis-py")),
-        "dict per command, then a list of 2,000 arguments, then hiredis packs them. redset",
-        "encodes each 1,000-item chunk straight into one buffer (the Cython codec calls the",
-        "serializer and writes score and member in one pass) and sends it while the server",
-        "works on the chunks before it: %s of the limit on W1, %s with the stdlib json, %s"
-        % (r("w1", "add", "redset"), r("w2-json", "add", "redset"), r("w2-orjson", "add", "redset")),
-        "with orjson, %s with msgpack. With the stdlib json every contender is slow for the"
-        % r("w2-msgpack", "add", "redset"),
-        "same reason: `json.dumps` of a small dict costs more than everything else per item.",
-        "The pure-Python twin does the same work in Python (%s of the limit on W1): the"
-        % r("w1", "add", "redset-pure"),
-        "compiled codec is what closes the gap.",
+        "**ADD is bounded by encoding.** redis-py by hand reaches %s of the limit on W1, %s"
+        % (r("w1", "add", "redis-py"), r("w2-json", "add", "redis-py")),
+        "with the stdlib json, %s with orjson and %s with msgpack. Per command it builds"
+        % (r("w2-orjson", "add", "redis-py"), r("w2-msgpack", "add", "redis-py")),
+        "a dict of 1,000 members (the user's code), then a flat list of 2,000 arguments",
+        "(`zadd`), then hiredis packs each argument; and `execute()` every 10 commands",
+        "waits for the replies, so client and server take turns. redset's `add_many()`",
+        "encodes each chunk of 1,000 straight into one buffer (in C for the compiled codec,",
+        "calling the codec's encoder per item) and keeps up to 8 chunks in flight, encoding the",
+        "next while the server applies the previous: %s of the limit on W1, %s with msgpack,"
+        % (r("w1", "add", "redset"), r("w2-msgpack", "add", "redset")),
+        "%s with orjson. The pure-Python twin runs the same loop in Python: %s on W1."
+        % (r("w2-orjson", "add", "redset"), r("w1", "add", "redset-pure")),
+        "With the stdlib json (%s for redset) `json.dumps` of one small dict costs more than"
+        % r("w2-json", "add", "redset"),
+        "the server spends storing it, and no client can hide that.",
         "",
-        "**TAKE is bounded by decoding.** In its default RESP3 mode redis-py reaches %s of"
+        "**TAKE is bounded by decoding.** By hand, redis-py reaches %s of the limit on W1 in"
         % r("w1", "take", "redis-py"),
-        "the limit on W1 and with RESP2 %s: a RESP3 reply is 1,000 nested two-element"
+        "its default RESP3 and %s in RESP2: a RESP3 ZPOPMIN reply is 1,000 nested pairs with"
         % r("w1", "take", "redis-py-resp2"),
-        "arrays with a double each, so hiredis builds a list and a float per item, and",
-        "redis-py then builds a tuple per pair, all of which the user throws away. redset",
-        "asks for the members only and decodes them in one pass (%s of the limit with"
+        "a double each, so the parser builds a list and a float per item before redis-py",
+        "builds its tuple; the user keeps only the member. redset reads the reply without",
+        "redis-py's reply callbacks and decodes the members in one pass: %s of the limit with"
         % r("w1", "take", "redset"),
-        "`take(1000)`, %s with `drain(1000)`, which keeps the next ZPOPMIN in flight while"
+        "a `take(1000)` loop, which waits out one round trip per batch, and %s with"
         % r("w1", "take", "redset-drain"),
-        "the current batch is decoded, instead of waiting for each reply: one round trip",
-        "per batch hidden behind decoding). On W2 the deserializer dominates: `json.loads`",
-        "per item leaves every contender at %s–%s of the limit; orjson and msgpack move it"
-        % (r("w2-json", "take", "redis-py"), r("w2-json", "take", "redset-drain")),
-        "to %s and %s for redset's drain."
-        % (r("w2-orjson", "take", "redset-drain"), r("w2-msgpack", "take", "redset-drain")),
+        "`drain(1000)`, which keeps the next ZPOPMIN in flight while it decodes. On W2 the",
+        "deserializer is most of the client's time and it is the same function for every",
+        "contender (`json.loads`, `orjson.loads`, `msgpack.unpackb` per item), so the",
+        "ratios close up: across the W2 codecs, by hand %s of the limit (RESP2: %s);"
+        % (_span(run, "take", "redis-py", w2), _span(run, "take", "redis-py-resp2", w2)),
+        "redset %s with a `take(1000)` loop and %s with `drain(1000)` (pure Python: %s)."
+        % (_span(run, "take", "redset", w2), _span(run, "take", "redset-drain", w2),
+           _span(run, "take", "redset-pure-drain", w2)),
+        "What redset can add there is keeping the server busy while it decodes, not a",
+        "faster decode.",
         "",
-        "**POP is bounded by the round trip.** One item per request means one network round",
-        "trip per item; the limit does %s items/s, redis-py's `zpopmin()` loop %s of it and"
-        % (run.rate(run.workloads("pop")[0], "pop", "limit") if run.workloads("pop") else "n/a",
-           r(run.workloads("pop")[0], "pop", "redis-py") if run.workloads("pop") else "n/a"),
-        "redset's `pop()` %s. No codec helps here; batching does (compare TAKE)."
-        % (r(run.workloads("pop")[0], "pop", "redset") if run.workloads("pop") else "n/a"),
+        "**POP is bounded by the round trip.** One item per request is one network round",
+        "trip per item: the limit does %s items/s, redis-py's `zpopmin()` loop %s of that"
+        % (run.rate(pop, "pop", "limit"), r(pop, "pop", "redis-py")),
+        "and redset's `pop()` %s. No codec helps here; batching does (compare TAKE)."
+        % r(pop, "pop", "redset"),
         "",
-        "**How much to trust a ratio.** The machine is a shared 2-core VM; the server has one",
-        "core and the client the other, so each contender's throughput is set by whichever",
-        "side is busier. Ratios from one run move by about 0.1 between runs; absolute",
-        "items/s move more. Compare ratios, and re-run on your machine to see your numbers.",
+        "**How much to trust a ratio.** This is a shared 2-core VM (see the load average",
+        "above): other processes ran on the same cores during the run, and each round of",
+        "a short operation is a fraction of a second. Contenders are interleaved round by",
+        "round so drift hits all of them, and the median of the rounds is reported, but",
+        "ratios still move by about 0.1 between runs and absolute items/s by much more.",
+        "The per-round times are in the run file.",
     ]
 
 
