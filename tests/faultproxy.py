@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import socket
 import threading
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import hiredis
 
@@ -35,6 +35,7 @@ class ReplyCuttingProxy:
         self._every = 1
         self._rng: Optional[random.Random] = None
         self._p = 0.5
+        self._on_cut: Optional[Callable[[Any], None]] = None
         self.matches = 0
         self.cuts = 0
         #: The parsed replies the server sent to cut requests, in cut order.
@@ -49,10 +50,15 @@ class ReplyCuttingProxy:
         return "redis://127.0.0.1:%d/0" % self.port
 
     def arm(self, pattern: bytes, times: int, every: int = 1, seed: Optional[int] = None,
-            p: float = 0.5) -> None:
+            p: float = 0.5, on_cut: Optional[Callable[[Any], None]] = None) -> None:
         """Cut ``times`` requests containing ``pattern``: every ``every``-th
-        match, or (with ``seed``) each match with probability ``p``."""
+        match, or (with ``seed``) each match with probability ``p``.
+
+        ``on_cut(reply)`` runs after the server replied and before the
+        client's connection is closed (to change the server in between).
+        """
         with self._lock:
+            self._on_cut = on_cut
             self._pattern = pattern
             self._cuts_left = times
             self._every = max(1, every)
@@ -124,6 +130,8 @@ class ReplyCuttingProxy:
                     reply = reader.gets()
                     if reply is False:
                         continue  # the reply is not complete yet
+                    if self._on_cut is not None:
+                        self._on_cut(reply)
                     with self._lock:
                         self.cuts += 1
                         self.dropped.append(reply)

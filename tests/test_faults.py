@@ -755,3 +755,55 @@ def test_add_refused_for_oom_at_the_limit_left_nothing(private_server, impl, kin
     applied_but_raised = {k: v for k, v in outcomes.items() if k[0] == "OOM" and k[1] > 0}
     assert not applied_but_raised, (
         "add raised OOM but its items were applied at maxmemory = used + %r bytes" % applied_but_raised)
+
+
+# -- the script cache lost while a script call is retried -----------------------------------
+
+
+@pytest.mark.parametrize("op", ["add", "add_many", "ack"])
+def test_script_cache_lost_during_retried_script_call(server, impl, cut_proxy, op):
+    """The server loses its script cache (a restart, a failover, SCRIPT FLUSH)
+    while redset re-sends a script call after a connection error.
+
+    The sequence the crash test above hits at random: EVALSHA answers
+    NOSCRIPT, redset loads the script and re-sends; that EVALSHA runs, the
+    server restarts before its reply arrives (here: the proxy drops the
+    reply and the script cache is flushed), and redset's re-send gets
+    NOSCRIPT again. The retry must go through (the call is idempotent: ZADD
+    NX / a settle that already happened) or raise a connection error, never
+    a NoScriptError for a transient condition.
+    """
+    key = unique_key("faults:noscript")
+    direct = redis.Redis.from_url(server.url)
+    client = redis.Redis.from_url(cut_proxy.url)
+    s = SortedSet(client, key, leased=True)
+    if op == "ack":
+        s.add_many(["a", "b"], [1, 2])
+        leases = s.take(2, lease=30)
+        script = scripts.LEASE_SETTLE
+    else:
+        script = scripts.ADD_UNLESS_INFLIGHT
+    direct.script_flush()
+    # Match 1: the EVALSHA that answers NOSCRIPT; match 2: the one re-sent after SCRIPT LOAD.
+    cut_proxy.arm(scripts.sha1(script).encode(), times=1, every=2, on_cut=lambda reply: direct.script_flush())
+    outcome = "ok"
+    try:
+        if op == "add":
+            s.add("x", 1)
+        elif op == "add_many":
+            s.add_many(["x", "y"], [1, 2])
+        else:
+            leases[0].ack()
+    except (redis.ConnectionError, redis.TimeoutError):
+        outcome = "connection error"
+    except redis.exceptions.ResponseError as exc:
+        outcome = "%s: %s" % (type(exc).__name__, exc)
+    print("\n[noscript %s %s] cuts=%d outcome=%s" % (op, wire_name(impl), cut_proxy.cuts, outcome))
+    assert cut_proxy.cuts == 1
+    if op == "ack":
+        assert direct.zscore(s._lease_keys[1], "a") is None  # the ack was applied
+    else:
+        assert direct.zcard(key) == (1 if op == "add" else 2)  # the add was applied
+    assert outcome in ("ok", "connection error"), outcome
+    client.close()
+    direct.close()
