@@ -714,15 +714,16 @@ def table_lines(results: List[Dict[str, Any]]) -> List[str]:
 
 def server_version(url: str) -> str:
     """Return ``"valkey 8.1.8"`` or ``"redis 7.2.4"`` for the server at ``url``."""
-    conn = RawConnection(url)
+    import redis
+
+    client = redis.Redis.from_url(url)
     try:
-        info = conn.call(b"INFO", b"server").decode()
+        info = client.info("server")
     finally:
-        conn.close()
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    if "valkey_version" in fields:
-        return "valkey " + fields["valkey_version"].strip()
-    return "redis " + fields.get("redis_version", "?").strip()
+        client.close()
+    if "valkey_version" in info:
+        return "valkey %s" % info["valkey_version"]
+    return "redis %s" % info.get("redis_version", "?")
 
 
 def pin_server(pid: int, cpu: int = 0) -> str:
