@@ -28,7 +28,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redset import scripts
-from redset.exceptions import PopOutcomeUnknown
+from redset.exceptions import OutcomeUnknown, PopOutcomeUnknown
 
 __all__ = ["Transport", "DirectTransport", "ClientTransport", "make_transport", "Chunk"]
 
@@ -42,6 +42,8 @@ _ADD_WINDOW = 8
 # Re-sends of idempotent commands after a connection error, with backoff.
 _SAFE_RETRIES = 2
 _RETRY_BACKOFF = 0.05
+# How often a script call reloads the script after NOSCRIPT.
+_NOSCRIPT_RELOADS = 3
 
 
 def _as_bytes(value: Any) -> Any:
@@ -58,12 +60,15 @@ class Transport:
 
     wire: ModuleType
 
-    def execute(self, args: Sequence[Any], *, pop: bool = False) -> Any:
+    def execute(self, args: Sequence[Any], *, pop: bool = False, once: bool = False) -> Any:
         """Run one command and return its raw reply (members as bytes).
 
         :param pop: the command removes data; after a connection error its
             outcome is unknown and it is not re-sent
             (:class:`~redset.exceptions.PopOutcomeUnknown`).
+        :param once: the command must not be repeated either (a lease
+            settle, whose repeat would be misreported as stale):
+            :class:`~redset.exceptions.OutcomeUnknown`.
         :raises redis.exceptions.ResponseError: the server's error reply.
         """
         raise NotImplementedError
@@ -80,18 +85,23 @@ class Transport:
         """The client's read timeout, which a blocking command must stay under."""
         return None
 
-    def evalsha(self, script: str, keys: Sequence[Any], args: Sequence[Any], *, pop: bool = False) -> Any:
+    def evalsha(self, script: str, keys: Sequence[Any], args: Sequence[Any], *, pop: bool = False,
+                once: bool = False) -> Any:
         """Run a script by SHA, loading it first if the server lacks it."""
         sha = scripts.sha1(script)
         cmd = ["EVALSHA", sha, len(keys)] + list(keys) + list(args)
-        try:
-            return self.execute(cmd, pop=pop)
-        except ResponseError as exc:
-            # NOSCRIPT means the script did not run: loading and re-running is safe.
-            if not _is_noscript(exc):
-                raise
-        self.execute(["SCRIPT", "LOAD", script])
-        return self.execute(cmd, pop=pop)
+        for _ in range(_NOSCRIPT_RELOADS):
+            try:
+                return self.execute(cmd, pop=pop, once=once)
+            except ResponseError as exc:
+                # NOSCRIPT means the script did not run: loading and re-running
+                # is safe. The cache can be lost again between the load and the
+                # call (a restart or failover while a retry is under way), so
+                # this is a bounded loop, not one reload.
+                if not _is_noscript(exc):
+                    raise
+            self.execute(["SCRIPT", "LOAD", script])
+        return self.execute(cmd, pop=pop, once=once)
 
     def zadd_stream(self, key: bytes, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], codec: int,
                     dumps: Optional[Callable[[Any], Any]]) -> int:
@@ -140,7 +150,7 @@ class DirectTransport(Transport):
             return exc
 
     # -- one command -------------------------------------------------------
-    def execute(self, args: Sequence[Any], *, pop: bool = False) -> Any:
+    def execute(self, args: Sequence[Any], *, pop: bool = False, once: bool = False) -> Any:
         data = self.wire.pack_command(args)
         attempt = 0
         while True:
@@ -155,6 +165,11 @@ class DirectTransport(Transport):
                         "connection lost during %s on %r: the server may or may not have "
                         "removed the items, which were not delivered; not retried"
                         % (_name(args[0]), _key_of(args)), _key_of(args)
+                    ) from exc
+                if once:
+                    raise OutcomeUnknown(
+                        "connection lost during %s on %r after it was sent: it may or may not "
+                        "have been applied; not retried" % (_name(args[0]), _key_of(args)), _key_of(args)
                     ) from exc
                 if attempt >= _SAFE_RETRIES:
                     raise
@@ -328,7 +343,7 @@ class ClientTransport(Transport):
         self.client = client
         self.wire = wire
 
-    def execute(self, args: Sequence[Any], *, pop: bool = False) -> Any:
+    def execute(self, args: Sequence[Any], *, pop: bool = False, once: bool = False) -> Any:
         return _as_bytes(self.client.execute_command(*args))
 
     def execute_many(self, commands: Sequence[Sequence[Any]]) -> List[Any]:

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidItemError",
     "InvalidScoreError",
     "InvalidScoreValueError",
+    "OutcomeUnknown",
     "PopOutcomeUnknown",
     "DeserializationError",
     "StaleLeaseError",
@@ -69,18 +70,26 @@ class InvalidScoreValueError(RedsetError, ValueError, _BatchInputMixin):
         self._init_batch(index, sent)
 
 
-class PopOutcomeUnknown(RedsetError, redis.exceptions.ConnectionError):
-    """The connection failed after a pop was sent and before its reply arrived.
+class OutcomeUnknown(RedsetError, redis.exceptions.ConnectionError):
+    """The connection failed after a command that must not be repeated was
+    sent and before its reply arrived: it may or may not have been applied.
 
-    The server may or may not have removed the items; they were not delivered.
-    redset never re-sends such a pop by itself, because a second pop could
-    remove further items and the first ones would be lost silently. The
-    underlying error is ``__cause__``.
+    redset re-sends such a command never, because repeating it could do its
+    work twice. The underlying error is ``__cause__``; ``key`` names the set.
     """
 
     def __init__(self, message: str, key: str = "") -> None:
         super().__init__(message)
         self.key = key
+
+
+class PopOutcomeUnknown(OutcomeUnknown):
+    """A pop's connection failed after it was sent and before its reply arrived.
+
+    The server may or may not have removed the items; they were not
+    delivered. A second pop could remove further items while the first ones
+    are lost, so it is not re-sent.
+    """
 
 
 class DeserializationError(RedsetError, ValueError):

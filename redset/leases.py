@@ -9,6 +9,7 @@ next leased take of any consumer, at the item's original score; after
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -16,12 +17,14 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 from redset import scripts
-from redset.exceptions import StaleLeaseError
+from redset.exceptions import OutcomeUnknown, StaleLeaseError
 
 if TYPE_CHECKING:
     from redset.sets import SortedSet
 
 __all__ = ["Lease", "Consumer", "lease_keys"]
+
+log = logging.getLogger(__name__)
 
 
 def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
@@ -75,9 +78,11 @@ class Lease:
     def _settle(self, op: str, arg: str = "") -> int:
         owner = self._set
         maxd = owner.max_deliveries or 0
+        # Not re-sent after a lost connection: a repeat of an applied settle
+        # would find the lease gone and misreport it as stale.
         result = owner._io.evalsha(
             scripts.LEASE_SETTLE, owner._lease_keys,
-            (self.member, self.token, op, arg, maxd),
+            (self.member, self.token, op, arg, maxd), once=op != "extend",
         )
         if int(result) == 0:
             raise StaleLeaseError(
@@ -91,6 +96,9 @@ class Lease:
         """Remove the item for good.
 
         :raises StaleLeaseError: the lease is no longer held by this handle.
+        :raises OutcomeUnknown: the connection failed after the ack was
+            sent; it may have been applied (if not, the lease expires and the
+            item is delivered again).
         """
         self._settle("ack")
         self.settled = True
@@ -201,6 +209,10 @@ class Consumer:
             self.acked += 1
         except StaleLeaseError:
             pass  # it expired and was re-leased: the other consumer owns it now
+        except OutcomeUnknown as exc:
+            # At-least-once: if the ack did not apply, the item comes back
+            # when its lease expires.
+            log.warning("ack of %r on %s may not have applied: %s", lease.item, self._set.name, exc)
 
     def _nack(self, lease: Lease, count: bool = True) -> None:
         try:

@@ -12,6 +12,8 @@ import time
 from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+import redis.exceptions
+
 from redset import _wire, scripts
 from redset._transport import Chunk, Transport, make_transport
 from redset.exceptions import DeserializationError
@@ -358,8 +360,19 @@ class SortedSet:
         return self.leased
 
     def _wake(self) -> None:
-        """Tell one blocked consumer that work arrived (a one-element list)."""
-        self._io.execute_many((("LPUSH", self._wake_key, 1), ("LTRIM", self._wake_key, 0, 0)))
+        """Tell one blocked consumer that work arrived (a one-element list).
+
+        Best effort, after the add succeeded: the add must not be reported as
+        failed because its wake-up was refused (a server at maxmemory takes
+        the ZADD that crosses the limit and refuses the LPUSH after it). A
+        consumer that misses a wake-up still wakes at its next due time,
+        lease expiry or wait slice.
+        """
+        try:
+            self._io.execute_many((("LPUSH", self._wake_key, 1), ("LTRIM", self._wake_key, 0, 0)))
+        except (redis.exceptions.ResponseError, redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError) as exc:
+            log.warning("items were added to %s, but waking blocked consumers failed: %s", self.name, exc)
 
     def _add_unless_inflight(self, flags: Tuple[bytes, ...], pairs: List[Any]) -> int:
         keys = (self._key, self._lease_keys[1])
