@@ -138,6 +138,22 @@ def _span(run: Run, op: str, contender: str, workloads: List[str], to: str = "li
     return "%.2f" % values[0] if values[0] == values[-1] else "%.2f–%.2f" % (values[0], values[-1])
 
 
+def _server_bound(run: Run) -> str:
+    """A sentence naming the ADD workloads where redset reached the limit, if any."""
+    at_limit = [WORKLOAD_TITLES.get(w, w) for w in run.workloads("add")
+                if run.ratio(w, "add", "redset") != "n/a" and float(run.ratio(w, "add", "redset")) >= 0.95]
+    if not at_limit:
+        return ""
+    return (" At the limit (%s) the client encodes faster than the server stores, and the"
+            " server is the bottleneck." % ", ".join(at_limit))
+
+
+def _spread(run: Run, op: str) -> float:
+    """The largest slowest-to-fastest round ratio of any contender on ``op``."""
+    spreads = [max(r["seconds"]) / min(r["seconds"]) for r in run.results if r["op"] == op and r.get("seconds")]
+    return max(spreads) if spreads else 1.0
+
+
 def _why(run: Run) -> List[str]:
     r = run.ratio
     w2 = [w for w in run.workloads("take") if w != "w1"]
@@ -153,7 +169,7 @@ def _why(run: Run) -> List[str]:
         "one core and the client on the other, a client that overlaps its work with the",
         "server's is bounded by the slower of the two, one that alternates by their sum.",
         "",
-        "**ADD is bounded by encoding.** redis-py by hand reaches %s of the limit on W1, %s"
+        "**ADD is bounded by encoding, or by the server once encoding overlaps it.** redis-py by hand reaches %s of the limit on W1, %s"
         % (r("w1", "add", "redis-py"), r("w2-json", "add", "redis-py")),
         "with the stdlib json, %s with orjson and %s with msgpack. Per command it builds"
         % (r("w2-orjson", "add", "redis-py"), r("w2-msgpack", "add", "redis-py")),
@@ -164,8 +180,8 @@ def _why(run: Run) -> List[str]:
         "calling the codec's encoder per item) and keeps up to 8 chunks in flight, encoding the",
         "next while the server applies the previous: %s of the limit on W1, %s with msgpack,"
         % (r("w1", "add", "redset"), r("w2-msgpack", "add", "redset")),
-        "%s with orjson. The pure-Python twin runs the same loop in Python: %s on W1."
-        % (r("w2-orjson", "add", "redset"), r("w1", "add", "redset-pure")),
+        "%s with orjson.%s The pure-Python twin runs the same loop in Python: %s on W1."
+        % (r("w2-orjson", "add", "redset"), _server_bound(run), r("w1", "add", "redset-pure")),
         "With the stdlib json (%s for redset) `json.dumps` of one small dict costs more than"
         % r("w2-json", "add", "redset"),
         "the server spends storing it, and no client can hide that.",
@@ -181,21 +197,23 @@ def _why(run: Run) -> List[str]:
         "a `take(1000)` loop, which waits out one round trip per batch, and %s with"
         % r("w1", "take", "redset-drain"),
         "`drain(1000)`, which keeps the next ZPOPMIN in flight while it decodes. On W2 the",
-        "deserializer is most of the client's time and it is the same function for every",
-        "contender (`json.loads`, `orjson.loads`, `msgpack.unpackb` per item), so the",
-        "ratios close up: across the W2 codecs, by hand %s of the limit (RESP2: %s);"
-        % (_span(run, "take", "redis-py", w2), _span(run, "take", "redis-py-resp2", w2)),
-        "redset %s with a `take(1000)` loop and %s with `drain(1000)` (pure Python: %s)."
-        % (_span(run, "take", "redset", w2), _span(run, "take", "redset-drain", w2),
-           _span(run, "take", "redset-pure-drain", w2)),
-        "What redset can add there is keeping the server busy while it decodes, not a",
-        "faster decode.",
+        "deserializer is a large part of the client's time, and it is the same function",
+        "for every contender (`json.loads`, `orjson.loads`, `msgpack.unpackb` per item):",
+        "across the W2 codecs, by hand reaches %s of the limit (RESP2: %s), redset %s"
+        % (_span(run, "take", "redis-py", w2), _span(run, "take", "redis-py-resp2", w2),
+           _span(run, "take", "redset", w2)),
+        "with a `take(1000)` loop and %s with `drain(1000)` (pure Python: %s). What"
+        % (_span(run, "take", "redset-drain", w2), _span(run, "take", "redset-pure-drain", w2)),
+        "separates them is the reply handling around the deserializer and drain's overlap;",
+        "the slower the deserializer (stdlib json most of all), the less either matters.",
         "",
         "**POP is bounded by the round trip.** One item per request is one network round",
         "trip per item: the limit does %s items/s, redis-py's `zpopmin()` loop %s of that"
         % (run.rate(pop, "pop", "limit"), r(pop, "pop", "redis-py")),
-        "and redset's `pop()` %s. No codec helps here; batching does (compare TAKE)."
+        "and redset's `pop()` %s. No codec helps here; batching does (compare TAKE). These"
         % r(pop, "pop", "redset"),
+        "are the noisiest numbers on the page: one contender's POP rounds differ by up to"
+        " %.1f× on this machine." % _spread(run, "pop"),
         "",
         "**How much to trust a ratio.** This is a shared 2-core VM (see the load average",
         "above): other processes ran on the same cores during the run, and each round of",
