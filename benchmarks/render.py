@@ -220,6 +220,8 @@ def _why(run: Run) -> List[str]:
         "a short operation is a fraction of a second. Contenders are interleaved round by",
         "round so drift hits all of them, and the median of the rounds is reported, but",
         "ratios still move by about 0.1 between runs and absolute items/s by much more.",
+        "A ratio at 1.00 (or a little above, in a short run) means the client kept up with",
+        "the server: the limit is then the server's speed, and the rest is noise.",
         "The per-round times are in the run file.",
     ]
 
