@@ -32,11 +32,10 @@ class Run:
         return self.by_key.get((workload, op, contender))
 
     def ratio(self, workload: str, op: str, contender: str, to: str = "limit") -> str:
-        """``"0.42"``: the contender's items/s over ``to``'s, or ``"n/a"``."""
-        mine, base = self.get(workload, op, contender), self.get(workload, op, to)
-        if mine is None or base is None:
-            return "n/a"
-        return "%.2f" % (mine["items_per_s"] / base["items_per_s"])
+        """``"0.42"``: the contender's ratio to ``"limit"`` or ``"redis-py"``, or ``"n/a"``."""
+        row = self.get(workload, op, contender)
+        value = None if row is None else row["ratio_limit" if to == "limit" else "ratio_redis_py"]
+        return "n/a" if value is None else "%.2f" % value
 
     def rate(self, workload: str, op: str, contender: str) -> str:
         r = self.get(workload, op, contender)
