@@ -38,9 +38,10 @@ def produce(url: str, name: str, first: int, count: int) -> Tuple[int, int]:
     return count, added
 
 
-def consume(url: str, name: str, batch: int) -> Tuple[List[int], float]:
-    """Take batches until the queue is empty; return the task ids and the
-    largest lag seen (age of the oldest waiting task, in seconds)."""
+def consume(url: str, name: str, batch: int, work: float) -> Tuple[List[int], float]:
+    """Take batches until the queue is empty, spending ``work`` seconds on each
+    as a real consumer would; return the task ids and the largest lag seen
+    (age of the oldest waiting task, in seconds)."""
     queue = _open(url, name)
     ids: List[int] = []
     max_lag = 0.0
@@ -52,6 +53,7 @@ def consume(url: str, name: str, batch: int) -> Tuple[List[int], float]:
         if not tasks:
             return ids, max_lag
         ids.extend(task["task"] for task in tasks)
+        time.sleep(work)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--consumers", type=int, default=3, help="consumer processes (default 3)")
     p.add_argument("--tasks", type=int, default=10_000, help="task ids per producer (default 10000)")
     p.add_argument("--batch", type=int, default=500, help="take() batch size (default 500)")
+    p.add_argument("--work-ms", type=float, default=2.0, help="time a consumer spends per batch (default 2 ms)")
     return p
 
 
@@ -115,15 +118,15 @@ def _run(url: str, where: str, args: argparse.Namespace) -> bool:
             ok = ok and early is None
 
             t0 = time.perf_counter()
-            taken = list(pool.map(consume, *zip(*[(url, qname, args.batch)] * args.consumers)))
+            taken = list(pool.map(consume, *zip(*[(url, qname, args.batch, args.work_ms / 1000)] * args.consumers)))
             ids = [i for got, _ in taken for i in got]
             counts = Counter(ids)
             duplicates = sum(c - 1 for c in counts.values())
             lost = len(unique - counts.keys())
             stray = len(counts.keys() - unique)
             print(
-                "consumers: %d processes, take(%d) until empty (%.2f s)"
-                % (args.consumers, args.batch, time.perf_counter() - t0)
+                "consumers: %d processes, take(%d) until empty, %g ms of work per batch (%.2f s)"
+                % (args.consumers, args.batch, args.work_ms, time.perf_counter() - t0)
             )
             print(
                 "  consumed %s (per consumer: %s); max lag seen %.3f s"
@@ -146,8 +149,9 @@ def _run(url: str, where: str, args: argparse.Namespace) -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``redset demo``; returns 0 when nothing was lost or repeated."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if min(args.producers, args.consumers, args.tasks, args.batch) < 1:
-        print("redset demo: --producers, --consumers, --tasks and --batch must be >= 1", file=sys.stderr)
+    if min(args.producers, args.consumers, args.tasks, args.batch) < 1 or args.work_ms < 0:
+        print("redset demo: --producers, --consumers, --tasks and --batch must be >= 1, --work-ms >= 0",
+              file=sys.stderr)
         return 2
     server = None
     if args.url:
