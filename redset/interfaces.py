@@ -12,8 +12,10 @@ class Serializer(abc.ABC):
 
     Serializers need not subclass this: any object with ``loads`` and ``dumps``
     works. ``dumps`` returns ``bytes`` or ``str`` (``str`` is stored as UTF-8);
-    ``loads`` receives the member as ``bytes`` (as ``str`` when the client was
-    made with ``decode_responses=True``).
+    ``loads`` receives the member decoded to ``str`` (UTF-8), as in 0.5.1,
+    whatever the client's ``decode_responses``. A serializer for binary
+    members sets the class attribute ``loads_bytes = True`` to receive
+    ``bytes`` instead.
     """
 
     @abc.abstractmethod

@@ -66,20 +66,6 @@ def _zadd_flags(nx: bool, xx: bool, gt: bool, lt: bool) -> Tuple[bytes, ...]:
     return tuple(flags)
 
 
-def _client_decodes(client: Any) -> bool:
-    pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", None)
-    if isinstance(kwargs, dict):
-        return bool(kwargs.get("decode_responses"))
-    get_encoder = getattr(client, "get_encoder", None)
-    if get_encoder is not None:
-        try:
-            return bool(get_encoder().decode_responses)
-        except Exception:  # noqa: BLE001 - a wrapper without a real encoder
-            return False
-    return False
-
-
 def _pair_count(reply: Any) -> int:
     """Number of members in a ZPOPMIN-shaped reply (flat pairs or nested)."""
     if not reply:
@@ -232,7 +218,10 @@ class SortedSet:
                 dumps = _identity
             if loads is None:
                 loads = _utf8
-            elif _client_decodes(getattr(self, "_redis", None)):
+            elif not getattr(serializer, "loads_bytes", False):
+                # 0.5.1 handed loads() the member decoded to str (its
+                # "str_from_redis"); a member that is not UTF-8 then fails to
+                # load and goes through the decode-error policy.
                 user_loads = loads
                 loads = lambda raw: user_loads(raw.decode("utf-8"))  # noqa: E731
         self._codec, self._dumps, self._loads = codec, dumps, loads

@@ -66,3 +66,39 @@ def test_serializers_work_standalone():
     assert JSONSerializer().loads(b'{"a":2}') == {"a": 2}
     assert IntSerializer().loads("12") == 12
     assert StrSerializer().dumps("x") == b"x"
+
+
+def test_binary_custom_serializer_can_ask_for_bytes(r):
+    class Raw:
+        loads_bytes = True
+
+        def dumps(self, item):
+            return item
+
+        def loads(self, raw):
+            assert type(raw) is bytes
+            return raw[::-1]
+
+    s = SortedSet(r, "q", serializer=Raw())
+    s.add(b"\xff\x00ab", 1)
+    assert s.pop() == b"ba\x00\xff"
+
+
+def test_non_utf8_member_fails_to_load_for_str_serializers(r):
+    import json as _json
+
+    class J:
+        def dumps(self, item):
+            return _json.dumps(item)
+
+        def loads(self, s):
+            return _json.loads(s)
+
+    s = SortedSet(r, "q", serializer=J(), on_decode_error="raise")
+    r.zadd("q", {b"\xff": 1, b"[1]": 2})
+    from redset.exceptions import DeserializationError
+
+    with pytest.raises(DeserializationError) as info:
+        s.take(5)
+    assert info.value.items == [[1]]
+    assert info.value.failures[0][0] == b"\xff"
