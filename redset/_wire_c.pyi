@@ -1,7 +1,7 @@
 """Typed stub of the compiled wire codec; it mirrors ``redset._wire_py``."""
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "CODEC_DEFAULT",
@@ -19,6 +19,8 @@ __all__ = [
     "decode_items",
     "decode_scored",
     "json_dumps_canonical",
+    "ErrorReply",
+    "PopReader",
 ]
 
 CODEC_DEFAULT: int
@@ -54,3 +56,15 @@ def decode_items(
     with_scores: bool,
 ) -> List[Any]: ...
 def decode_scored(reply: Any) -> List[Tuple[bytes, float]]: ...
+
+
+class ErrorReply(str): ...
+
+class PopReader:
+    def __init__(self, codec: int, loads: Optional[Callable[[Any], Any]], with_scores: bool) -> None: ...
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> None: ...
+    def pending(self) -> bool: ...
+    def header(self) -> int: ...
+    def gets(
+        self, failures: List[Tuple[bytes, BaseException]], raw: Optional[List[Tuple[bytes, float]]] = None
+    ) -> Union[List[Any], ErrorReply, bool]: ...

@@ -26,7 +26,9 @@ from cpython.dict cimport PyDict_Next
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8, PyUnicode_Format
 from libc.math cimport fabs, signbit
-from libc.string cimport memcpy, strlen
+from libc.string cimport memchr, memcpy, memmove, strlen
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.float cimport PyFloat_FromDouble
 
 cdef inline int _decode_borrowed(list out, int codec, object loads, object failures, PyObject *raw) except -1:
     # The common case (valid UTF-8 bytes to str) on a borrowed pointer, with
@@ -62,6 +64,8 @@ cdef extern from *:
 
 import json as _json
 
+from redis.exceptions import InvalidResponse
+
 from redset.exceptions import InvalidItemError, InvalidScoreError, InvalidScoreValueError
 
 try:  # optional fast JSON
@@ -90,6 +94,8 @@ __all__ = [
     "decode_items",
     "decode_scored",
     "json_dumps_canonical",
+    "ErrorReply",
+    "PopReader",
 ]
 
 CODEC_DEFAULT = 0
@@ -989,3 +995,413 @@ cdef bytes _arg_bytes(object value):
     if isinstance(value, _bytes_like):
         return _bytes_type(value)
     raise TypeError(PyUnicode_Format(_FMT_ARG, tp.__name__))
+
+
+
+# ---------------------------------------------------------------------------
+# Pop replies, parsed and decoded in one step
+
+cdef extern from "Python.h":
+    # Sets ValueError (and *endptr = s) when no prefix of s is a number:
+    # checked by hand, then cleared, as the text goes to float() then.
+    double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) noexcept
+    PyObject *PyErr_Occurred() noexcept
+
+# The messages of InvalidResponse, as the Python twin formats them.
+cdef object _M_TYPE = "Protocol error: unexpected reply type byte %r in a pop reply"
+cdef object _M_LENGTH = "Protocol error: invalid length %r in a pop reply"
+cdef object _M_CRLF = "Protocol error: bulk string not terminated by CRLF in a pop reply"
+cdef object _M_PAIR = "Protocol error: expected a [member, score] pair, got an array of %r in a pop reply"
+cdef object _M_ODD = "Protocol error: odd element count %d in a pop reply with scores"
+cdef object _M_NULL = "Protocol error: invalid null reply %r in a pop reply"
+cdef object _M_SCORE = "Protocol error: invalid score %r in a pop reply"
+cdef str _M_RAW = "raw pairs need a reader created with with_scores=True"
+cdef str _M_BUSY = "PopReader used again while gets() was decoding"
+cdef object _float = float
+DEF MAX_DIGITS = 18
+DEF MIN_BUF = 65536
+
+
+class ErrorReply(str):
+    """An error reply of the server (its message), returned by :meth:`PopReader.gets`.
+
+    It is a value, not an exception: the transport turns it into redis-py's
+    exception class once the connection is back in a clean state.
+    """
+
+    __slots__ = ()
+
+
+cdef inline Py_ssize_t _find_crlf(const char *buf, Py_ssize_t pos, Py_ssize_t end) noexcept:
+    """Index of the first "\r\n" in buf[pos:end], or -1 (bytes.find(b"\r\n"))."""
+    cdef const char *p
+    while pos + 1 < end:
+        p = <const char *>memchr(buf + pos, 13, <size_t>(end - pos - 1))
+        if p is NULL:
+            return -1
+        pos = p - buf
+        if buf[pos + 1] == 10:
+            return pos
+        pos += 1
+    return -1
+
+
+cdef inline Py_ssize_t _digits(const char *s, Py_ssize_t n) noexcept:
+    """The value of 1 to 18 ASCII digits, or -1."""
+    cdef Py_ssize_t v = 0, i
+    if n < 1 or n > MAX_DIGITS:
+        return -1
+    for i in range(n):
+        if s[i] < 48 or s[i] > 57:
+            return -1
+        v = v * 10 + (s[i] - 48)
+    return v
+
+
+cdef inline Py_ssize_t _length(const char *s, Py_ssize_t n) except -1:
+    cdef Py_ssize_t v = _digits(s, n)
+    if v < 0:
+        raise InvalidResponse(PyUnicode_Format(_M_LENGTH, (PyBytes_FromStringAndSize(s, n),)))
+    return v
+
+
+cdef inline object _bad_type(const char *p):
+    return InvalidResponse(PyUnicode_Format(_M_TYPE, (PyBytes_FromStringAndSize(p, 1),)))
+
+
+cdef inline Py_ssize_t _bulk(const char *buf, Py_ssize_t p, Py_ssize_t size, Py_ssize_t *data) except -2:
+    """Check "$<n>\r\n<data>\r\n" at p (its "$" already checked): its end, or -1 if incomplete."""
+    cdef Py_ssize_t end = _find_crlf(buf, p + 1, size)
+    if end < 0:
+        return -1
+    data[0] = end + 2
+    p = end + 2 + _length(buf + p + 1, end - p - 1)
+    if p + 2 > size:
+        return -1
+    if buf[p] != 13 or buf[p + 1] != 10:
+        raise InvalidResponse(_M_CRLF)
+    return p + 2
+
+
+cdef object _score_of(const char *s, Py_ssize_t n):
+    """float() of a score's text; the exact call float(bytes) makes unless the text is plain."""
+    cdef char *end = NULL
+    cdef double d
+    if n > 0:
+        d = PyOS_string_to_double(s, &end, NULL)
+        if d == -1.0 and PyErr_Occurred() is not NULL:
+            PyErr_Clear()
+        elif end == s + n:
+            return PyFloat_FromDouble(d)
+    text = PyBytes_FromStringAndSize(s, n)
+    try:
+        return _float(text)  # the builtin, as the twin calls it (Cython's inlined float() differs)
+    except ValueError:
+        raise InvalidResponse(PyUnicode_Format(_M_SCORE, (text,))) from None
+
+
+@cython.final
+cdef class PopReader:
+    """Parse pop replies from raw RESP bytes and decode their members.
+
+    One reader serves one connection: :meth:`feed` it the bytes read from the
+    socket, in chunks of any size, and call :meth:`gets` for each reply. It
+    accepts what ZPOPMIN and redset's pop scripts return on RESP2 and RESP3:
+
+    * ``*2N`` flat ``$member``, ``$score`` (RESP2, scripts on both protocols,
+      RESP3 on Redis 6.2 with ``,score`` doubles);
+    * ``*N`` of ``*2`` [``$member``, ``,score``] pairs (RESP3, Redis 7+);
+    * without scores, ``*N`` of ``$member``;
+    * ``*0``, ``*-1`` and ``_`` (empty); ``-ERR ...`` and ``!<len>`` errors.
+
+    Anything else (push ``>``, attributes ``|``, other types, bad framing)
+    raises :class:`redis.exceptions.InvalidResponse`, and the reader (and
+    the connection it read from) should be discarded.
+
+    The bytes are checked element by element as they arrive (no Python
+    object is built); once a reply is complete its members are decoded
+    straight from the buffer.
+    """
+
+    def __cinit__(self, codec, loads, with_scores):
+        self._buf = <char *>PyMem_Malloc(MIN_BUF)
+        if self._buf is NULL:
+            raise MemoryError()
+        self._size = MIN_BUF
+        self._len = 0
+        self._start = 0
+        self._body = 0
+        self._scan = 0
+        self._left = -1
+        self._count = -1
+        self._nested = False
+        self._busy = False
+        self._codec = _codec_id(codec)
+        self._codec_obj = codec
+        self._loads = loads
+        self._with_scores = True if with_scores else False
+
+    def __dealloc__(self):
+        if self._buf is not NULL:
+            PyMem_Free(self._buf)
+            self._buf = NULL
+
+    def feed(self, data):
+        """Append bytes read from the connection (bytes, bytearray or memoryview)."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n, keep, new_size
+        cdef char *new_buf
+        if self._busy:
+            raise RuntimeError(_M_BUSY)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            n = view.len
+            if self._len + n > self._size and self._start > 0:
+                # Compact: drop the consumed bytes before the current reply.
+                keep = self._len - self._start
+                memmove(self._buf, self._buf + self._start, <size_t>keep)
+                self._body -= self._start
+                self._scan -= self._start
+                self._len = keep
+                self._start = 0
+            if self._len + n > self._size:
+                new_size = self._size * 2
+                if new_size < self._len + n:
+                    new_size = self._len + n
+                new_buf = <char *>PyMem_Realloc(self._buf, <size_t>new_size)
+                if new_buf is NULL:
+                    raise MemoryError()
+                self._buf = new_buf
+                self._size = new_size
+            memcpy(self._buf + self._len, view.buf, <size_t>n)
+            self._len += n
+        finally:
+            PyBuffer_Release(&view)
+
+    def pending(self):
+        """True if bytes were fed that no returned reply consumed yet."""
+        return self._len > self._start
+
+    def header(self):
+        """The member count announced by the next reply, or -1 if unknown yet.
+
+        -1 means "not known": the header has not fully arrived, the reply is
+        an error, or it is malformed (:meth:`gets` raises then). A value
+        ``>= 0`` is exact: the number of members in the reply (some of which
+        may still fail to decode).
+        """
+        if self._left < 0:
+            try:
+                if self._head() != 1:
+                    return -1
+            except InvalidResponse:
+                return -1
+        return self._count
+
+    cdef int _head(self) except -2:
+        """Scan the header of the next reply: 1 done, 0 incomplete, 2 an error reply."""
+        cdef const char *buf = self._buf
+        cdef Py_ssize_t pos = self._start, size = self._len, end, n
+        cdef bint nested = False
+        cdef char kind
+        if pos >= size:
+            return 0
+        kind = buf[pos]
+        if kind == b'*':
+            end = _find_crlf(buf, pos + 1, size)
+            if end < 0:
+                return 0
+            if end == pos + 3 and buf[pos + 1] == b'-' and buf[pos + 2] == b'1':
+                n = 0
+            else:
+                n = _length(buf + pos + 1, end - pos - 1)
+                if self._with_scores and n:
+                    if end + 2 >= size:
+                        return 0  # the first element tells flat from nested
+                    if buf[end + 2] == b'*':
+                        nested = True
+                    elif n % 2:
+                        raise InvalidResponse(PyUnicode_Format(_M_ODD, n))
+                    else:
+                        n //= 2
+        elif kind == b'_':
+            end = _find_crlf(buf, pos + 1, size)
+            if end < 0:
+                return 0
+            if end != pos + 1:
+                raise InvalidResponse(PyUnicode_Format(
+                    _M_NULL, (PyBytes_FromStringAndSize(buf + pos + 1, end - pos - 1),)))
+            n = 0
+        elif kind == b'-' or kind == b'!':
+            return 2
+        else:
+            raise _bad_type(buf + pos)
+        self._body = end + 2
+        self._scan = end + 2
+        self._left = n
+        self._count = n
+        self._nested = nested
+        return 1
+
+    cdef object _error(self):
+        cdef const char *buf = self._buf
+        cdef Py_ssize_t pos = self._start, size = self._len, end, start
+        end = _find_crlf(buf, pos + 1, size)
+        if end < 0:
+            return False
+        if buf[pos] == b'-':
+            start = pos + 1
+            self._start = end + 2
+        else:
+            start = end + 2
+            end = start + _length(buf + pos + 1, end - pos - 1)
+            if end + 2 > size:
+                return False
+            if buf[end] != 13 or buf[end + 1] != 10:
+                raise InvalidResponse(_M_CRLF)
+            self._start = end + 2
+        return ErrorReply(PyUnicode_DecodeUTF8(buf + start, end - start, "replace"))
+
+    cdef bint _scan_more(self) except -1:
+        """Check further elements of the current reply; True when it is complete."""
+        cdef const char *buf = self._buf
+        cdef Py_ssize_t size = self._len, pos = self._scan, left = self._left, p, end, data
+        cdef bint nested = self._nested, with_scores = self._with_scores
+        while left:
+            p = pos
+            if nested:  # "*2\r\n"
+                if p >= size:
+                    break
+                if buf[p] != b'*':
+                    raise _bad_type(buf + p)
+                end = _find_crlf(buf, p + 1, size)
+                if end < 0:
+                    break
+                if end != p + 2 or buf[p + 1] != b'2':
+                    raise InvalidResponse(PyUnicode_Format(
+                        _M_PAIR, (PyBytes_FromStringAndSize(buf + p + 1, end - p - 1),)))
+                p = end + 2
+            if p >= size:
+                break
+            if buf[p] != b'$':
+                raise _bad_type(buf + p)
+            p = _bulk(buf, p, size, &data)
+            if p < 0:
+                break
+            if with_scores:
+                if p >= size:
+                    break
+                if buf[p] == b'$':
+                    p = _bulk(buf, p, size, &data)
+                    if p < 0:
+                        break
+                elif buf[p] == b',':
+                    end = _find_crlf(buf, p + 1, size)
+                    if end < 0:
+                        break
+                    p = end + 2
+                else:
+                    raise _bad_type(buf + p)
+            pos = p
+            left -= 1
+        self._scan = pos
+        self._left = left
+        return left == 0
+
+    def gets(self, failures, raw=None):
+        """Return the next complete reply, decoded.
+
+        :param failures: members that fail to decode are appended as
+            ``(raw_member, exception)`` and skipped, as :func:`decode_items`
+            does (RuntimeError, MemoryError and KeyboardInterrupt propagate).
+        :param raw: if given, ``(member_bytes, score_float)`` pairs are
+            appended to it instead of decoding, and an empty list is
+            returned (the reader must have been created ``with_scores``).
+        :returns: the list of decoded items; ``False`` if the reply has not
+            fully arrived; an :class:`ErrorReply` for an error reply.
+        :raises redis.exceptions.InvalidResponse: the bytes are not a pop reply.
+        """
+        cdef int head
+        cdef Py_ssize_t body, end
+        if raw is not None and not self._with_scores:
+            raise ValueError(_M_RAW)
+        if self._busy:
+            raise RuntimeError(_M_BUSY)
+        if self._left < 0:
+            head = self._head()
+            if head == 0:
+                return False
+            if head == 2:
+                return self._error()
+        if self._left and not self._scan_more():
+            return False
+        body = self._body
+        end = self._scan
+        # Consumed, whatever decoding does next; the bytes stay put while
+        # _busy keeps feed() from moving them.
+        self._start = end
+        self._left = -1
+        self._count = -1
+        self._busy = True
+        try:
+            if raw is not None:
+                self._raw_pairs(body, end, <list?>raw)
+                return []
+            return self._decode(body, end, failures)
+        finally:
+            self._busy = False
+
+    cdef list _decode(self, Py_ssize_t pos, Py_ssize_t end, object failures):
+        cdef list out = []
+        cdef const char *buf = self._buf
+        cdef Py_ssize_t data, next_pos, e
+        cdef int codec = self._codec
+        cdef bint nested = self._nested, with_scores = self._with_scores
+        cdef PyObject *value
+        loads = self._loads
+        while pos < end:
+            if nested:
+                pos += 4  # "*2\r\n", checked by the scan
+            next_pos = _bulk(buf, pos, end, &data)
+            if codec == C_DEFAULT or codec == C_STR:
+                value = _decode_utf8(buf + data, next_pos - 2 - data, NULL)
+                if value is not NULL:
+                    try:
+                        out.append(<object>value)
+                    finally:
+                        Py_XDECREF(value)
+                else:
+                    PyErr_Clear()  # not UTF-8: redone under try, where it becomes a failure
+                    _decode_into(out, codec, loads, failures,
+                                 PyBytes_FromStringAndSize(buf + data, next_pos - 2 - data))
+            else:
+                _decode_into(out, codec, loads, failures,
+                             PyBytes_FromStringAndSize(buf + data, next_pos - 2 - data))
+            pos = next_pos
+            if with_scores:
+                if buf[pos] == b'$':
+                    pos = _bulk(buf, pos, end, &data)
+                else:
+                    pos = _find_crlf(buf, pos + 1, end) + 2
+        return out
+
+    cdef int _raw_pairs(self, Py_ssize_t pos, Py_ssize_t end, list raw) except -1:
+        cdef const char *buf = self._buf
+        cdef Py_ssize_t data, next_pos, e
+        cdef bint nested = self._nested
+        while pos < end:
+            if nested:
+                pos += 4
+            next_pos = _bulk(buf, pos, end, &data)
+            member = PyBytes_FromStringAndSize(buf + data, next_pos - 2 - data)
+            pos = next_pos
+            if buf[pos] == b'$':
+                next_pos = _bulk(buf, pos, end, &data)
+                score = _score_of(buf + data, next_pos - 2 - data)
+            else:
+                e = _find_crlf(buf, pos + 1, end)
+                next_pos = e + 2
+                score = _score_of(buf + pos + 1, e - pos - 1)
+            raw.append((member, score))
+            pos = next_pos
+        return 0

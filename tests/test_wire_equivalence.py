@@ -643,3 +643,269 @@ def test_decode_failures_are_recorded_and_skipped(C: ModuleType) -> None:
         failures: List[Tuple[bytes, BaseException]] = []
         assert mod.decode_items(reply, mod.CODEC_DEFAULT, None, failures, True) == ["ok", "fine"]
         assert [(raw, type(exc)) for raw, exc in failures] == [(b"\xff", UnicodeDecodeError)]
+
+
+# ---------------------------------------------------------------------------
+# PopReader: parsing and decoding pop replies straight from the bytes
+#
+# Both twins are fed the same byte stream, cut at the same places; after each
+# feed, header() and every gets() until False must agree, down to the
+# failures and the exception raised on protocol garbage.
+
+POP_API = ["feed", "gets", "header", "pending"]
+
+double_texts = st.one_of(
+    st.floats(allow_nan=False).map(lambda f: repr(f).encode()),
+    st.sampled_from([b"inf", b"-inf", b"nan", b"0", b"-0", b"1e+16", b"1.5"]),
+)
+bulk_score_texts = st.one_of(
+    st.integers(-(2**53), 2**53).map(lambda i: b"%d" % i),
+    st.floats(allow_nan=False).map(lambda f: repr(f).encode()),
+    st.sampled_from([b"1", b"-0", b"inf", b"-inf", b"1e+16", b" 2 ", b"1_0"]),
+)
+bad_score_texts = st.sampled_from([b"", b"abc", b"0x10", b"1.5e", b"\xff", b"1\r\n2"])
+
+
+def _pop_reply(members: List[bytes], scores: List[bytes], shape: str) -> bytes:
+    if shape in ("resp2", "script"):  # flat member, score bulk strings
+        body = b"".join(_bulk(m) + _bulk(s) for m, s in zip(members, scores))
+        return b"*%d\r\n%s" % (2 * len(members), body)
+    if shape == "resp3":  # [[member, double], ...]
+        body = b"".join(b"*2\r\n" + _bulk(m) + b",%s\r\n" % s for m, s in zip(members, scores))
+        return b"*%d\r\n%s" % (len(members), body)
+    if shape == "resp3-flat":  # Redis 6.2 on RESP3: flat member, double
+        body = b"".join(_bulk(m) + b",%s\r\n" % s for m, s in zip(members, scores))
+        return b"*%d\r\n%s" % (2 * len(members), body)
+    assert shape == "members"
+    return b"*%d\r\n%s" % (len(members), b"".join(_bulk(m) for m in members))
+
+
+GARBAGE = [
+    b">2\r\n$7\r\nmessage\r\n$1\r\nx\r\n",  # a push
+    b"|1\r\n+ttl\r\n:3\r\n*0\r\n",  # an attribute before the reply
+    b"+OK\r\n",
+    b":1\r\n",
+    b"$-1\r\n",
+    b"*-2\r\n",
+    b"*x\r\n",
+    b"*3\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n",  # odd flat count with scores
+    b"*1\r\n*3\r\n$1\r\na\r\n,1\r\n,2\r\n",  # not a pair
+    b"*1\r\n*2\r\n:1\r\n,1\r\n",
+    b"*2\r\n$1\r\na\r\n:1\r\n",
+    b"*2\r\n$1\r\na\r\n#t\r\n",
+    b"*2\r\n$-1\r\n$1\r\n1\r\n",
+    b"*2\r\n$3\r\nabcXY$1\r\n1\r\n",  # bulk without CRLF
+    b"*4\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n,2\r\n",  # flat, then a nested pair
+    b"*1\r\n$1\r\na\r\n",
+    b"_x\r\n",
+    b"!x\r\nERR\r\n",
+    b"*1234567890123456789\r\n",
+    b"x garbage\r\n",
+    b"\x00",
+]
+
+
+@st.composite
+def pop_replies(draw: st.DrawFn, shape: str, codec: int) -> bytes:
+    n = draw(st.one_of(st.integers(0, 3), st.integers(0, 30)))
+    members = draw(st.lists(st.one_of(member_bytes_for(codec), st.sampled_from([b"a\r\nb", b"\x00", b"\r\n", b"$1\r\n"])),
+                            min_size=n, max_size=n))
+    if shape in ("resp2", "script"):
+        texts = bulk_score_texts
+    else:
+        texts = double_texts
+    if draw(st.integers(0, 20)) == 0:
+        texts = st.one_of(texts, bad_score_texts.filter(lambda t: shape in ("resp2", "script") or b"\r\n" not in t))
+    scores = draw(st.lists(texts, min_size=n, max_size=n))
+    return _pop_reply(members, scores, shape)
+
+
+@st.composite
+def pop_streams(draw: st.DrawFn) -> Tuple[Any, ...]:
+    """Several replies back to back, as one connection would deliver them."""
+    codec = draw(st.sampled_from(CODECS))
+    loads = draw(st.sampled_from([_loads_reverse, _loads_picky, None])) if codec == P.CODEC_CUSTOM else None
+    with_scores = draw(st.booleans())
+    kinds = ["resp2", "resp3", "resp3-flat", "script"] if with_scores else ["members"]
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        pick = draw(st.integers(0, 19))
+        if pick < 13:
+            parts.append(draw(pop_replies(draw(st.sampled_from(kinds)), codec)))
+        elif pick < 15:
+            parts.append(draw(st.sampled_from([b"*0\r\n", b"*-1\r\n", b"_\r\n"])))
+        elif pick < 17:
+            message = draw(st.binary(max_size=20).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")))
+            parts.append(draw(st.sampled_from([b"-ERR %s\r\n" % message, b"!%d\r\nERR %s\r\n" % (len(message) + 4, message)])))
+        else:
+            parts.append(draw(st.sampled_from(GARBAGE)))
+    data = b"".join(parts)
+    cuts = draw(st.lists(st.integers(0, len(data)), max_size=8))
+    use_raw = with_scores and draw(st.booleans())
+    return codec, loads, with_scores, data, cuts, use_raw
+
+
+def _chunks(data: bytes, cuts: List[int]) -> List[bytes]:
+    bounds = [0] + sorted(set(c for c in cuts if 0 < c < len(data))) + [len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def run_pop_reader(mod: ModuleType, codec: int, loads: Any, with_scores: bool, chunks: List[bytes],
+                   use_raw: bool, feed_type: Callable[[bytes], Any] = bytes) -> List[Any]:
+    """Feed the chunks; record header() after each feed and every gets() outcome."""
+    reader = mod.PopReader(codec, loads, with_scores)
+    events: List[Any] = []
+    for chunk in chunks:
+        reader.feed(feed_type(chunk))
+        events.append(("header", reader.header()))
+        while True:
+            failures: List[Tuple[bytes, BaseException]] = []
+            raw: Optional[List[Tuple[bytes, float]]] = [] if use_raw else None
+            got = outcome(reader.gets, failures, raw)
+            if got[0] == "returned" and got[1] is mod.ErrorReply:  # each twin has its own class
+                got = ("returned", "ErrorReply", got[2][1])
+            events.append(("gets", got, [(r, type(e), str(e)) for r, e in failures],
+                           None if raw is None else canon([tuple(p) for p in raw])))
+            if got[0] == "raised":
+                return events  # a broken stream: the caller discards the reader
+            if got[1] is bool:
+                break
+            events.append(("header", reader.header()))
+        events.append(("pending", reader.pending()))
+    return events
+
+
+def _check_headers(events: List[Any]) -> None:
+    """A header() >= 0 is the exact member count of the reply gets() returns next."""
+    announced = -1
+    for event in events:
+        if event[0] == "header":
+            if announced < 0:
+                announced = event[1]
+            else:
+                assert event[1] in (announced, -1) or event[1] == announced
+        elif event[0] == "gets" and event[1][0] == "returned" and event[1][1] is not bool:
+            got = event[1]
+            if announced >= 0 and got[1] is list:
+                count = len(got[2][1]) + len(event[2]) if event[3] is None else len(event[3][1])
+                assert count == announced
+            announced = -1
+
+
+def check_pop_readers(c_mod: ModuleType, codec: int, loads: Any, with_scores: bool, data: bytes,
+                      cuts: List[int], use_raw: bool) -> List[Any]:
+    chunks = _chunks(data, cuts)
+    expected = run_pop_reader(P, codec, loads, with_scores, chunks, use_raw)
+    assert run_pop_reader(c_mod, codec, loads, with_scores, chunks, use_raw) == expected
+    _check_headers(expected)
+    return expected
+
+
+def test_pop_reader_api(C: ModuleType) -> None:
+    for name in POP_API:
+        py_params = [(p.name, p.default, p.kind)
+                     for p in inspect.signature(getattr(P.PopReader, name)).parameters.values()]
+        c_params = [(p.name, p.default, p.kind)
+                    for p in inspect.signature(getattr(C.PopReader, name)).parameters.values()]
+        assert c_params == py_params, name
+    assert issubclass(C.ErrorReply, str) and issubclass(P.ErrorReply, str)
+
+
+@PROFILE
+@given(case=pop_streams())
+def test_pop_reader_random_chunks(C: ModuleType, case: Tuple[Any, ...]) -> None:
+    codec, loads, with_scores, data, cuts, use_raw = case
+    events = check_pop_readers(C, codec, loads, with_scores, data, cuts, use_raw)
+    # Fed whole, it gives the same replies as fed in pieces.
+    whole = [e for e in check_pop_readers(C, codec, loads, with_scores, data, [], use_raw) if e[0] == "gets"]
+    pieces = [e for e in events if e[0] == "gets"]
+    assert [e for e in whole if e[1][1] is not bool] == [e for e in pieces if e[1][1] is not bool]
+
+
+@settings(PROFILE, max_examples=max(10, PROFILE.max_examples // 10))
+@given(case=pop_streams())
+def test_pop_reader_every_byte_boundary(C: ModuleType, case: Tuple[Any, ...]) -> None:
+    codec, loads, with_scores, data, _, use_raw = case
+    data = data[:300]
+    whole = [e for e in check_pop_readers(C, codec, loads, with_scores, data, [], use_raw)
+             if e[0] == "gets" and e[1][1] is not bool]
+    for cut in range(1, len(data)):
+        events = check_pop_readers(C, codec, loads, with_scores, data, [cut], use_raw)
+        assert [e for e in events if e[0] == "gets" and e[1][1] is not bool] == whole
+    events = check_pop_readers(C, codec, loads, with_scores, data, list(range(1, len(data))), use_raw)
+    assert [e for e in events if e[0] == "gets" and e[1][1] is not bool] == whole
+
+
+@PROFILE
+@given(case=popped_replies())
+def test_pop_reader_matches_decode_items(C: ModuleType, case: Tuple[Any, ...]) -> None:
+    """What PopReader returns is what hiredis plus decode_items returned before."""
+    codec, loads, shape, data, cuts, _ = case
+    with_scores = shape != "members"
+    reply = parse_in_chunks(data, [], None)
+    for mod in (P, C):
+        expected_failures: List[Tuple[bytes, BaseException]] = []
+        expected = outcome(mod.decode_items, reply, codec, loads, expected_failures, with_scores)
+        reader = mod.PopReader(codec, loads, with_scores)
+        for chunk in _chunks(data, cuts):
+            reader.feed(memoryview(chunk))
+        failures: List[Tuple[bytes, BaseException]] = []
+        assert outcome(reader.gets, failures) == expected
+        assert [(r, type(e), str(e)) for r, e in failures] == [(r, type(e), str(e)) for r, e in expected_failures]
+        assert reader.gets([]) is False and not reader.pending()
+        if with_scores:
+            raw: List[Tuple[bytes, float]] = []
+            reader.feed(bytearray(data))
+            assert reader.gets([], raw) == []
+            assert canon(raw) == canon(mod.decode_scored(reply))
+
+
+@pytest.mark.parametrize("feed_type", [bytes, bytearray, memoryview], ids=["bytes", "bytearray", "memoryview"])
+def test_pop_reader_shapes(C: ModuleType, feed_type: Callable[[bytes], Any]) -> None:
+    stream = (
+        b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$2\r\n-0\r\n"  # RESP2
+        b"*2\r\n*2\r\n$1\r\nc\r\n,inf\r\n*2\r\n$1\r\n\xff\r\n,-inf\r\n"  # RESP3
+        b"*2\r\n$1\r\nd\r\n,nan\r\n"  # RESP3 on Redis 6.2
+        b"*0\r\n*-1\r\n_\r\n-ERR wrong\r\n!9\r\nNOSCRIPT!\r\n"
+    )
+    for mod in (P, C):
+        reader = mod.PopReader(mod.CODEC_DEFAULT, None, True)
+        reader.feed(feed_type(stream))
+        assert reader.header() == 2
+        failures: List[Tuple[bytes, BaseException]] = []
+        assert reader.gets(failures) == ["a", "b"]
+        assert reader.gets(failures) == ["c"] and failures[0][0] == b"\xff"
+        raw: List[Tuple[bytes, float]] = []
+        assert reader.gets([], raw) == [] and raw[0][0] == b"d" and math.isnan(raw[0][1])
+        assert [reader.gets([]) for _ in range(3)] == [[], [], []]
+        err = reader.gets([])
+        assert type(err) is mod.ErrorReply and err == "ERR wrong"
+        assert reader.gets([]) == "NOSCRIPT!" and reader.gets([]) is False
+        assert not reader.pending()
+
+
+def test_pop_reader_garbage_raises_invalid_response(C: ModuleType) -> None:
+    from redis.exceptions import InvalidResponse
+
+    for data in GARBAGE:
+        for mod in (P, C):
+            reader = mod.PopReader(mod.CODEC_DEFAULT, None, True)
+            reader.feed(data)
+            with pytest.raises(InvalidResponse):
+                assert reader.gets([]) is None, data
+
+
+def test_pop_reader_loader_runtime_error_propagates(C: ModuleType) -> None:
+    data = _pop_reply([b"ok", b"\xffboom", b"fine"], [b"1", b"2", b"3"], "resp2") + b"*0\r\n"
+    for mod in (P, C):
+        reader = mod.PopReader(mod.CODEC_CUSTOM, _loads_picky, True)
+        reader.feed(data)
+        with pytest.raises(RuntimeError, match="loader crashed"):
+            reader.gets([])
+        assert reader.gets([]) == []  # the reply was consumed: the stream stays in step
+
+
+def test_pop_reader_raw_needs_scores(C: ModuleType) -> None:
+    for mod in (P, C):
+        with pytest.raises(ValueError):
+            mod.PopReader(mod.CODEC_DEFAULT, None, False).gets([], [])

@@ -50,3 +50,35 @@ cdef class _WriteBuffer:
     cdef int write_bulk_llong(self, long long value) except -1
     cdef int write_bulk_double(self, double value) except -1
     cdef bytes to_bytes(self)
+
+
+@cython.final
+cdef class PopReader:
+    """An incremental parser of pop replies over its own growing buffer.
+
+    ``_buf[_start:_len]`` is the unconsumed input; the current reply starts
+    at ``_start``, its elements at ``_body``, and ``_scan`` is the first
+    element not yet checked (``_left`` elements, or pairs, remain; -1: no
+    header parsed yet).
+    """
+    cdef:
+        char *_buf
+        Py_ssize_t _size
+        Py_ssize_t _len
+        Py_ssize_t _start
+        Py_ssize_t _body
+        Py_ssize_t _scan
+        Py_ssize_t _left
+        Py_ssize_t _count
+        bint _nested
+        bint _with_scores
+        bint _busy
+        int _codec
+        object _codec_obj
+        object _loads
+
+    cdef int _head(self) except -2
+    cdef object _error(self)
+    cdef bint _scan_more(self) except -1
+    cdef list _decode(self, Py_ssize_t pos, Py_ssize_t end, object failures)
+    cdef int _raw_pairs(self, Py_ssize_t pos, Py_ssize_t end, list raw) except -1
