@@ -8,6 +8,8 @@ Two transports share one interface:
   installed) with ``read_response(disable_decoding=True)``. It pipelines and
   streams, and it decides retries itself: commands that are safe to repeat
   are re-sent once after a connection error; a pop never is.
+  Pops (ZPOPMIN and the pop scripts) are read straight from the socket
+  by the codec's ``PopReader``, which decodes members while it parses.
 * :class:`ClientTransport` goes through the client's public
   ``execute_command``/``pipeline`` for anything else (fakeredis, cluster
   clients, wrappers): correct everywhere, not fast.
@@ -17,6 +19,7 @@ back to the pool: a half-written command or an unread reply would poison it.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from collections import deque
 from types import ModuleType
@@ -26,6 +29,11 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+try:  # redis-py 5+
+    from redis._parsers import BaseParser as _BaseParser
+except ImportError:  # pragma: no cover - redis-py 4.x
+    from redis.connection import BaseParser as _BaseParser
 
 from redset import scripts
 from redset.exceptions import OutcomeUnknown, PopOutcomeUnknown
@@ -44,6 +52,24 @@ _SAFE_RETRIES = 2
 _RETRY_BACKOFF = 0.05
 # How often a script call reloads the script after NOSCRIPT.
 _NOSCRIPT_RELOADS = 3
+# Bytes per recv_into() of a pop reply: hiredis-sized reads, one buffer reused.
+_RECV_SIZE = 65536
+# Receive buffers kept for reuse (one per concurrent pop).
+_SPARE_BUFFERS = 4
+
+Failures = List[Tuple[bytes, BaseException]]
+
+# redis-py 5+ made parse_error a classmethod; before, it was a plain method
+# that reads only the class's EXCEPTION_CLASSES.
+_PARSE_ERROR_IS_CLASSMETHOD = isinstance(inspect.getattr_static(_BaseParser, "parse_error"), classmethod)
+
+
+def _server_error(message: str) -> ResponseError:
+    """The exception redis-py raises for this error reply (NoScriptError, ...)."""
+    parse: Any = _BaseParser.parse_error
+    if _PARSE_ERROR_IS_CLASSMETHOD:
+        return parse(message)
+    return parse(_BaseParser, message)  # pragma: no cover
 
 
 def _as_bytes(value: Any) -> Any:
@@ -118,6 +144,53 @@ class Transport:
         """
         raise NotImplementedError
 
+    def pop_items(self, args: Sequence[Any], codec: int, loads: Optional[Callable[[Any], Any]],
+                  failures: Failures, script: Optional[str] = None) -> List[Any]:
+        """Run one pop (ZPOPMIN, or EVALSHA of ``script``) and return its members, decoded.
+
+        :param failures: members that fail to decode are appended as
+            ``(raw, exception)`` and left out of the result.
+        :param script: the source of the script ``args`` calls by SHA: it is
+            loaded and the pop re-sent after NOSCRIPT (the script did not run).
+        :raises PopOutcomeUnknown: the connection failed after the pop was sent.
+        """
+        for _ in range(_NOSCRIPT_RELOADS):
+            try:
+                return self._pop_decoded(args, codec, loads, failures)
+            except ResponseError as exc:
+                if script is None or not _is_noscript(exc):
+                    raise
+            self.execute(["SCRIPT", "LOAD", script])
+        return self._pop_decoded(args, codec, loads, failures)
+
+    def _pop_decoded(self, args: Sequence[Any], codec: int, loads: Optional[Callable[[Any], Any]],
+                     failures: Failures) -> List[Any]:
+        reply = self.execute(args, pop=True)
+        return self.wire.decode_items(reply, codec, loads, failures, True)
+
+    def pop_batches(self, make_request: Callable[[], Sequence[Any]], batch_size: int, codec: int,
+                    loads: Optional[Callable[[Any], Any]],
+                    on_orphan: Optional[Callable[[List[Tuple[bytes, float]]], None]] = None,
+                    ) -> Generator[Tuple[List[Any], Failures], None, None]:
+        """Yield ``(items, failures)`` per pop, keeping the next pop in flight,
+        until a pop returns fewer than ``batch_size`` members.
+
+        If the caller stops early with a pop in flight, that pop's members
+        are read and passed to ``on_orphan`` as ``(member, score)`` pairs.
+        """
+        wire = self.wire
+        stream = self.pop_stream(
+            make_request,
+            lambda reply: _pair_count(reply) >= batch_size,
+            None if on_orphan is None else (lambda reply: on_orphan(wire.decode_scored(reply))),
+        )
+        try:
+            for reply in stream:
+                failures: Failures = []
+                yield wire.decode_items(reply, codec, loads, failures, True), failures
+        finally:
+            stream.close()
+
 
 class DirectTransport(Transport):
     """Drive a pooled redis-py connection with pre-encoded RESP bytes."""
@@ -126,6 +199,7 @@ class DirectTransport(Transport):
         self.client = client
         self.pool = client.connection_pool
         self.wire = wire
+        self._buffers: List[memoryview] = []
 
     # -- connections -------------------------------------------------------
     def _acquire(self) -> Any:
@@ -330,6 +404,173 @@ class DirectTransport(Transport):
             if orphan is not None and on_orphan is not None and not isinstance(orphan, ResponseError):
                 on_orphan(orphan)
 
+    # -- pops read straight from the socket ---------------------------------
+    #
+    # A pop reply is read with recv_into() into a reused buffer and fed to
+    # the codec's PopReader, which decodes the members as it parses: no list
+    # of raw replies is built first. Only used when the connection is a
+    # redis-py one with a socket and nothing buffered in its own parser;
+    # otherwise the pop goes through read_response() as any command.
+
+    def _take_buffer(self) -> memoryview:
+        try:
+            return self._buffers.pop()
+        except IndexError:  # first use, or pops running in several threads
+            return memoryview(bytearray(_RECV_SIZE))
+
+    def _give_buffer(self, view: memoryview) -> None:
+        if len(self._buffers) < _SPARE_BUFFERS:
+            self._buffers.append(view)
+
+    @staticmethod
+    def _socket_of(conn: Any) -> Any:
+        """The connection's socket if this transport can read it directly, else None."""
+        sock = getattr(conn, "_sock", None)
+        if sock is None or not hasattr(sock, "recv_into"):
+            return None
+        parser = getattr(conn, "_parser", None)
+        reader = getattr(parser, "_reader", None)  # hiredis: bytes read ahead would be lost
+        if reader is not None and hasattr(reader, "has_data") and reader.has_data():
+            return None
+        buffer = getattr(parser, "_buffer", None)  # redis-py's pure-Python parsers
+        if buffer is not None and hasattr(buffer, "unread_bytes") and buffer.unread_bytes():
+            return None
+        return sock
+
+    @staticmethod
+    def _fill(sock: Any, reader: Any, view: memoryview) -> None:
+        n = sock.recv_into(view)
+        if not n:
+            raise RedisConnectionError("Connection closed by server.")
+        reader.feed(view[:n])
+
+    def _read_popped(self, sock: Any, reader: Any, view: memoryview, failures: Failures,
+                     raw: Optional[List[Tuple[bytes, float]]] = None) -> Any:
+        reply = reader.gets(failures, raw)
+        while reply is False:
+            self._fill(sock, reader, view)
+            reply = reader.gets(failures, raw)
+        return reply
+
+    def _pop_decoded(self, args: Sequence[Any], codec: int, loads: Optional[Callable[[Any], Any]],
+                     failures: Failures) -> List[Any]:
+        data = self.wire.pack_command(args)
+        conn = self._acquire()
+        view: Optional[memoryview] = None
+        sock = None
+        try:
+            conn.send_packed_command([data])
+            sock = self._socket_of(conn)
+            if sock is None:
+                reply = self._read(conn)
+            else:
+                view = self._take_buffer()
+                reader = self.wire.PopReader(codec, loads, True)
+                reply = self._read_popped(sock, reader, view, failures)
+                if reader.pending():  # bytes no request asked for: do not reuse
+                    conn.disconnect()
+        except _NETWORK_ERRORS as exc:
+            conn.disconnect()
+            raise _pop_lost(args, exc) from exc
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._release(conn)
+            if view is not None:
+                self._give_buffer(view)
+        if isinstance(reply, ResponseError):
+            raise reply
+        if sock is None:
+            return self.wire.decode_items(reply, codec, loads, failures, True)
+        if isinstance(reply, str):  # the codec's ErrorReply
+            raise _server_error(str(reply))
+        return reply
+
+    def pop_batches(self, make_request: Callable[[], Sequence[Any]], batch_size: int, codec: int,
+                    loads: Optional[Callable[[Any], Any]],
+                    on_orphan: Optional[Callable[[List[Tuple[bytes, float]]], None]] = None,
+                    ) -> Generator[Tuple[List[Any], Failures], None, None]:
+        args = make_request()
+        conn = self._acquire()
+        try:
+            if getattr(conn, "_sock", False) is None:
+                conn.connect()
+            sock = self._socket_of(conn)
+        except _NETWORK_ERRORS as exc:
+            conn.disconnect()
+            self._release(conn)
+            raise _pop_lost(args, exc, "the items of the request in flight") from exc
+        except BaseException:
+            conn.disconnect()
+            self._release(conn)
+            raise
+        if sock is None:  # not a connection this transport can read: the read_response() way
+            self._release(conn)
+            first = [args]
+            yield from Transport.pop_batches(self, lambda: first.pop() if first else make_request(),
+                                             batch_size, codec, loads, on_orphan)
+            return
+        pack = self.wire.pack_command
+        reader = self.wire.PopReader(codec, loads, True)
+        view = self._take_buffer()
+        orphan: List[Tuple[bytes, float]] = []
+        inflight = 0
+        try:
+            conn.send_packed_command([pack(args)])
+            inflight = 1
+            while True:
+                failures: Failures = []
+                decided = more = False
+                while True:
+                    if not decided:
+                        count = reader.header()
+                        if count >= 0:
+                            decided = True
+                            if count >= batch_size:
+                                # The server has made this reply: put the next
+                                # pop in flight now, so that the server works
+                                # on it while this one is received and decoded.
+                                args = make_request()
+                                conn.send_packed_command([pack(args)], check_health=False)
+                                inflight += 1
+                                more = True
+                    reply = reader.gets(failures)
+                    if reply is not False:
+                        break
+                    self._fill(sock, reader, view)
+                inflight -= 1
+                if isinstance(reply, str):  # the codec's ErrorReply
+                    raise _server_error(str(reply))
+                try:
+                    yield reply, failures
+                except GeneratorExit:
+                    if inflight:
+                        # Stopped early with a pop in flight: read its members
+                        # (undecoded) so that they can be put back.
+                        self._read_popped(sock, reader, view, [], orphan)
+                        inflight -= 1
+                    if reader.pending():
+                        conn.disconnect()
+                    raise
+                if not more:
+                    if reader.pending():
+                        conn.disconnect()
+                    return
+        except GeneratorExit:
+            raise
+        except _NETWORK_ERRORS as exc:
+            conn.disconnect()
+            raise _pop_lost(args, exc, "the items of the request in flight") from exc
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._release(conn)
+            self._give_buffer(view)
+            if orphan and on_orphan is not None:
+                on_orphan(orphan)
+
 
 class ClientTransport(Transport):
     """Run commands through a client's public API (fakeredis, clusters, wrappers).
@@ -380,6 +621,23 @@ class ClientTransport(Transport):
 def _is_noscript(exc: ResponseError) -> bool:
     """True for the NOSCRIPT error (redis-py turns it into NoScriptError)."""
     return isinstance(exc, NoScriptError) or str(exc).startswith("NOSCRIPT")
+
+
+def _pair_count(reply: Any) -> int:
+    """Number of members in a ZPOPMIN-shaped reply (flat pairs or nested)."""
+    if not reply:
+        return 0
+    if type(reply[0]) is list:
+        return len(reply)
+    return len(reply) // 2
+
+
+def _pop_lost(args: Sequence[Any], exc: BaseException, what: str = "the items") -> PopOutcomeUnknown:
+    return PopOutcomeUnknown(
+        "connection lost during %s on %r: the server may or may not have removed %s, "
+        "which were not delivered; not retried" % (_name(args[0]), _key_of(args), what),
+        _key_of(args),
+    )
 
 
 def _name(value: Any) -> str:

@@ -66,15 +66,6 @@ def _zadd_flags(nx: bool, xx: bool, gt: bool, lt: bool) -> Tuple[bytes, ...]:
     return tuple(flags)
 
 
-def _pair_count(reply: Any) -> int:
-    """Number of members in a ZPOPMIN-shaped reply (flat pairs or nested)."""
-    if not reply:
-        return 0
-    if type(reply[0]) is list:
-        return len(reply)
-    return len(reply) // 2
-
-
 class SortedSet:
     """A Redis-backed sorted set safe for multiprocess consumption.
 
@@ -602,21 +593,20 @@ class SortedSet:
             raise ValueError("batch_size must be >= 1, got %d" % batch_size)
         io = self._io
         self._prepare_pop()
-        stream = io.pop_stream(
-            lambda: self._pop_request(batch_size),
-            lambda reply: _pair_count(reply) >= batch_size,
-            self._restore,
+        stream = io.pop_batches(
+            lambda: self._pop_request(batch_size), batch_size, self._codec, self._loads, self._restore,
         )
         try:
-            for reply in stream:
-                items = self._decode_popped(reply)
+            for items, failures in stream:
+                if failures:
+                    self._handle_failures(items, failures)
                 if items:
                     yield items
         finally:
             stream.close()
 
-    def _restore(self, reply: Any) -> None:
-        pairs = self._wire_impl.decode_scored(reply)
+    def _restore(self, pairs: List[Tuple[bytes, float]]) -> None:
+        """Put back ``(member, score)`` pairs popped but never handed over."""
         if pairs:
             args: List[Any] = ["ZADD", self._key, "NX"]
             for member, score in pairs:
@@ -664,8 +654,11 @@ class SortedSet:
         return ("ZPOPMIN", self._key, num)
 
     def _pop_items(self, num: int) -> List[Any]:
-        reply = self._io.execute(self._pop_request(num), pop=True)
-        return self._decode_popped(reply)
+        failures: List[Tuple[bytes, BaseException]] = []
+        items = self._io.pop_items(self._pop_request(num), self._codec, self._loads, failures)
+        if failures:
+            self._handle_failures(items, failures)
+        return items
 
     def _peek_raw(self, position: int, with_score: bool) -> Any:
         args: Tuple[Any, ...] = ("ZRANGE", self._key, position, position)
@@ -718,10 +711,12 @@ class ScheduledSet(TimeSortedSet):
         return ("EVALSHA", _POP_DUE_SHA, 1, self._key, self._wire_impl.format_score(time.time()), num)
 
     def _pop_items(self, num: int) -> List[Any]:
-        reply = self._io.evalsha(
-            scripts.POP_DUE, (self._key,), (self._wire_impl.format_score(time.time()), num), pop=True
-        )
-        return self._decode_popped(reply)
+        failures: List[Tuple[bytes, BaseException]] = []
+        items = self._io.pop_items(self._pop_request(num), self._codec, self._loads, failures,
+                                   script=scripts.POP_DUE)
+        if failures:
+            self._handle_failures(items, failures)
+        return items
 
     def _peek_raw(self, position: int, with_score: bool) -> Any:
         args: Tuple[Any, ...] = ("ZRANGEBYSCORE", self._key, "-inf", self._wire_impl.format_score(time.time()))
