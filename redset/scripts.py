@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["POP_DUE", "RELEASE_LOCK", "LEASE_TAKE", "LEASE_SETTLE", "ADD_UNLESS_INFLIGHT", "REQUEUE_DEAD", "sha1"]
+__all__ = ["POP_DUE", "RELEASE_LOCK", "LEASE_TAKE", "LEASE_SETTLE", "ADD_UNLESS_INFLIGHT", "REQUEUE_DEAD", "LEASE_ACK_MANY", "sha1"]
 
 # Pop up to ARGV[2] members whose score is <= ARGV[1], lowest first, and
 # return them as a flat array [member, score, member, score, ...], the shape
@@ -171,4 +171,25 @@ for i = 1, #dead, 2 do
   redis.call('ZADD', KEYS[1], 'NX', dead[i + 1], dead[i])
 end
 return #dead / 2
+"""
+
+# Ack many leases in one call. KEYS as above.
+# ARGV: member, token, member, token, ...
+# Returns an array of 1 (acked) / 0 (not held with that token), one per pair.
+LEASE_ACK_MANY = """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local m = ARGV[i]
+  local info = redis.call('HGET', KEYS[3], m)
+  local token = info and string.match(info, '^(%S+) ')
+  if token == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('HDEL', KEYS[3], m)
+    redis.call('HDEL', KEYS[4], m)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
 """

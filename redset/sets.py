@@ -16,7 +16,7 @@ import redis.exceptions
 
 from redset import _wire, scripts
 from redset._transport import Chunk, Transport, make_transport
-from redset.exceptions import DeserializationError
+from redset.exceptions import DeserializationError, StaleLeaseError
 from redset.leases import Consumer, Lease, lease_keys, new_token
 from redset.locks import Lock
 from redset.serializers import CODEC_CUSTOM, CODEC_DEFAULT, codec_of
@@ -493,6 +493,41 @@ class SortedSet:
         if failures:
             self._handle_failures(out, failures)
         return out
+
+    def ack_many(self, leases: Iterable[Lease]) -> int:
+        """Ack many leases of this set in one round trip per 1,000.
+
+        Leases that are still held are acked even when others are stale.
+
+        :returns: the number acked.
+        :raises StaleLeaseError: after acking the others, if some leases were
+            no longer held; its ``stale`` attribute lists them.
+        :raises OutcomeUnknown: the connection failed after a call was sent.
+        """
+        todo = [x for x in leases if not x.settled]
+        acked = 0
+        stale: List[Lease] = []
+        for start in range(0, len(todo), 1000):
+            chunk = todo[start:start + 1000]
+            args: List[Any] = []
+            for lease in chunk:
+                if lease._set is not self:
+                    raise ValueError("lease of %r given to ack_many of %r" % (lease._set.name, self.name))
+                args.extend((lease.member, lease.token))
+            results = self._io.evalsha(scripts.LEASE_ACK_MANY, self._lease_keys, args, once=True)
+            for lease, ok in zip(chunk, results):
+                if int(ok):
+                    lease.settled = True
+                    acked += 1
+                else:
+                    stale.append(lease)
+        if stale:
+            err = StaleLeaseError(
+                "%d of %d leases on %r were no longer held (expired and reclaimed, or settled); "
+                "the other %d were acked" % (len(stale), len(todo), self.name, acked), self.name)
+            err.stale = stale  # type: ignore[attr-defined]
+            raise err
+        return acked
 
     def in_flight(self) -> int:
         """The number of leased items not yet acked, nacked or reclaimed."""

@@ -217,3 +217,25 @@ def test_undeserializable_leased_item_is_not_left_in_flight(r):
     assert [x.item for x in leases] == ["ok"]
     assert s.in_flight() == 1
     assert r.zrange("q:bad", 0, -1) == [b"{bad"]
+
+
+def test_ack_many(r):
+    s = SortedSet(r, "q")
+    s.add_many(["k%d" % i for i in range(2500)], range(2500))
+    leases = s.take(2500, lease=30)
+    assert s.ack_many(leases) == 2500
+    assert s.in_flight() == 0 and len(s) == 0
+    assert s.ack_many(leases) == 0  # settled handles are skipped
+
+
+def test_ack_many_reports_stale_and_acks_the_rest(r):
+    s = SortedSet(r, "q")
+    s.add_many(["a", "b", "c"], [1, 2, 3])
+    short = s.take(1, lease=0.05)
+    time.sleep(0.1)
+    held = s.take(3, lease=30)  # reclaims "a" and leases all three
+    with pytest.raises(StaleLeaseError) as info:
+        s.ack_many(short + held[1:])
+    assert [x.item for x in info.value.stale] == ["a"]
+    assert s.in_flight() == 1  # only the re-leased "a" is still in flight
+    held[0].ack()
