@@ -67,6 +67,11 @@ def sha1(script: str) -> str:
 # ARGV[6]: "1" to take only items whose score <= now (ScheduledSet).
 # Returns a flat array [member, score, deliveries, ...].
 LEASE_TAKE = """
+local function each_slice(list, fn)
+  for i = 1, #list, 1000 do
+    fn(unpack(list, i, math.min(i + 999, #list)))
+  end
+end
 local now = tonumber(ARGV[1])
 local maxd = tonumber(ARGV[4])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
@@ -86,21 +91,40 @@ end
 local popped
 if ARGV[6] == '1' then
   popped = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
-  for i = 1, #popped, 2 do
-    redis.call('ZREM', KEYS[1], popped[i])
-  end
 else
   popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[3]))
 end
-local out = {}
-for i = 1, #popped, 2 do
-  local m = popped[i]
-  local d = redis.call('HINCRBY', KEYS[4], m, 1)
-  redis.call('ZADD', KEYS[2], ARGV[2], m)
-  redis.call('HSET', KEYS[3], m, ARGV[5] .. ' ' .. popped[i + 1])
+local n = #popped / 2
+if n == 0 then return {} end
+local members = {}
+for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
+if ARGV[6] == '1' then
+  each_slice(members, function(...) redis.call('ZREM', KEYS[1], ...) end)
+end
+local counts = {}
+each_slice(members, function(...)
+  for _, c in ipairs(redis.call('HMGET', KEYS[4], ...)) do counts[#counts + 1] = c end
+end)
+local inflight, hcount, hlease, out = {}, {}, {}, {}
+for j = 1, n do
+  local m = members[j]
+  local score = popped[2 * j]
+  local d = (tonumber(counts[j]) or 0) + 1
+  inflight[#inflight + 1] = ARGV[2]
+  inflight[#inflight + 1] = m
+  hcount[#hcount + 1] = m
+  hcount[#hcount + 1] = d
+  hlease[#hlease + 1] = m
+  hlease[#hlease + 1] = ARGV[5] .. ' ' .. score
   out[#out + 1] = m
-  out[#out + 1] = popped[i + 1]
+  out[#out + 1] = score
   out[#out + 1] = d
+end
+for i = 1, #inflight, 2000 do
+  local j = math.min(i + 1999, #inflight)
+  redis.call('ZADD', KEYS[2], unpack(inflight, i, j))
+  redis.call('HSET', KEYS[4], unpack(hcount, i, j))
+  redis.call('HSET', KEYS[3], unpack(hlease, i, j))
 end
 return out
 """
@@ -177,19 +201,28 @@ return #dead / 2
 # ARGV: member, token, member, token, ...
 # Returns an array of 1 (acked) / 0 (not held with that token), one per pair.
 LEASE_ACK_MANY = """
-local out = {}
-for i = 1, #ARGV, 2 do
-  local m = ARGV[i]
-  local info = redis.call('HGET', KEYS[3], m)
-  local token = info and string.match(info, '^(%S+) ')
-  if token == ARGV[i + 1] then
-    redis.call('ZREM', KEYS[2], m)
-    redis.call('HDEL', KEYS[3], m)
-    redis.call('HDEL', KEYS[4], m)
-    out[#out + 1] = 1
+local members = {}
+for i = 1, #ARGV, 2 do members[#members + 1] = ARGV[i] end
+local infos = {}
+for i = 1, #members, 1000 do
+  local part = redis.call('HMGET', KEYS[3], unpack(members, i, math.min(i + 999, #members)))
+  for _, v in ipairs(part) do infos[#infos + 1] = v end
+end
+local ok, out = {}, {}
+for j = 1, #members do
+  local token = infos[j] and string.match(infos[j], '^(%S+) ')
+  if token == ARGV[2 * j] then
+    ok[#ok + 1] = members[j]
+    out[j] = 1
   else
-    out[#out + 1] = 0
+    out[j] = 0
   end
+end
+for i = 1, #ok, 1000 do
+  local j = math.min(i + 999, #ok)
+  redis.call('ZREM', KEYS[2], unpack(ok, i, j))
+  redis.call('HDEL', KEYS[3], unpack(ok, i, j))
+  redis.call('HDEL', KEYS[4], unpack(ok, i, j))
 end
 return out
 """
