@@ -20,6 +20,7 @@ back to the pool: a half-written command or an unread reply would poison it.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections import deque
 from types import ModuleType
@@ -58,6 +59,10 @@ _RECV_SIZE = 65536
 _SPARE_BUFFERS = 4
 
 Failures = List[Tuple[bytes, BaseException]]
+
+# Read pops straight from the socket with the codec's PopReader: "1" always,
+# "0" never, unset when the codec's reader parses in C (NATIVE_POP_READER).
+_SOCKET_POPS = os.environ.get("REDSET_SOCKET_POPS", "")
 
 # redis-py 5+ made parse_error a classmethod; before, it was a plain method
 # that reads only the class's EXCEPTION_CLASSES.
@@ -200,6 +205,10 @@ class DirectTransport(Transport):
         self.pool = client.connection_pool
         self.wire = wire
         self._buffers: List[memoryview] = []
+        if _SOCKET_POPS in ("0", "1"):
+            self.socket_pops = _SOCKET_POPS == "1"
+        else:
+            self.socket_pops = bool(getattr(wire, "NATIVE_POP_READER", False))
 
     # -- connections -------------------------------------------------------
     def _acquire(self) -> Any:
@@ -454,6 +463,8 @@ class DirectTransport(Transport):
 
     def _pop_decoded(self, args: Sequence[Any], codec: int, loads: Optional[Callable[[Any], Any]],
                      failures: Failures) -> List[Any]:
+        if not self.socket_pops:
+            return Transport._pop_decoded(self, args, codec, loads, failures)
         data = self.wire.pack_command(args)
         conn = self._acquire()
         view: Optional[memoryview] = None
@@ -491,6 +502,9 @@ class DirectTransport(Transport):
                     loads: Optional[Callable[[Any], Any]],
                     on_orphan: Optional[Callable[[List[Tuple[bytes, float]]], None]] = None,
                     ) -> Generator[Tuple[List[Any], Failures], None, None]:
+        if not self.socket_pops:
+            yield from Transport.pop_batches(self, make_request, batch_size, codec, loads, on_orphan)
+            return
         args = make_request()
         conn = self._acquire()
         try:

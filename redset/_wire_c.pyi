@@ -21,6 +21,7 @@ __all__ = [
     "json_dumps_canonical",
     "ErrorReply",
     "PopReader",
+    "NATIVE_POP_READER",
 ]
 
 CODEC_DEFAULT: int
@@ -57,6 +58,8 @@ def decode_items(
 ) -> List[Any]: ...
 def decode_scored(reply: Any) -> List[Tuple[bytes, float]]: ...
 
+
+NATIVE_POP_READER: bool
 
 class ErrorReply(str): ...
 

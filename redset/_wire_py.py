@@ -49,6 +49,7 @@ __all__ = [
     "json_dumps_canonical",
     "ErrorReply",
     "PopReader",
+    "NATIVE_POP_READER",
 ]
 
 # Codec ids. A serializer object carries one in ``_redset_codec``; anything
@@ -418,6 +419,12 @@ _M_RAW = "raw pairs need a reader created with with_scores=True"
 _M_BUSY = "PopReader used again while gets() was decoding"
 # Lengths have at most 18 digits, so that they fit a C long long.
 _MAX_DIGITS = 18
+
+
+# PopReader here parses in Python, several times slower than hiredis (C)
+# followed by decode_items: the transports use it only when asked to
+# (REDSET_SOCKET_POPS=1); it is the reference the compiled reader is tested against.
+NATIVE_POP_READER = False
 
 
 class ErrorReply(str):

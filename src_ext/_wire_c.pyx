@@ -96,6 +96,7 @@ __all__ = [
     "json_dumps_canonical",
     "ErrorReply",
     "PopReader",
+    "NATIVE_POP_READER",
 ]
 
 CODEC_DEFAULT = 0
@@ -1022,6 +1023,10 @@ DEF MAX_DIGITS = 18
 DEF MIN_BUF = 65536
 
 
+# PopReader here parses in C: the transports read pops from the socket with it.
+NATIVE_POP_READER = True
+
+
 class ErrorReply(str):
     """An error reply of the server (its message), returned by :meth:`PopReader.gets`.
 
@@ -1071,7 +1076,21 @@ cdef inline object _bad_type(const char *p):
 
 cdef inline Py_ssize_t _bulk(const char *buf, Py_ssize_t p, Py_ssize_t size, Py_ssize_t *data) except -2:
     """Check "$<n>\r\n<data>\r\n" at p (its "$" already checked): its end, or -1 if incomplete."""
-    cdef Py_ssize_t end = _find_crlf(buf, p + 1, size)
+    cdef Py_ssize_t end, q = p + 1, v = 0
+    # Fast path: 1 to 18 digits then "\r\n", all arrived. Anything else takes
+    # the general path, which decides exactly as the twin's bytes.find does.
+    while q < size and q - p <= MAX_DIGITS and 48 <= buf[q] <= 57:
+        v = v * 10 + (buf[q] - 48)
+        q += 1
+    if q > p + 1 and q - p <= MAX_DIGITS + 1 and q + 1 < size and buf[q] == 13 and buf[q + 1] == 10:
+        data[0] = q + 2
+        q += 2 + v
+        if q + 2 > size:
+            return -1
+        if buf[q] != 13 or buf[q + 1] != 10:
+            raise InvalidResponse(_M_CRLF)
+        return q + 2
+    end = _find_crlf(buf, p + 1, size)
     if end < 0:
         return -1
     data[0] = end + 2
@@ -1081,6 +1100,22 @@ cdef inline Py_ssize_t _bulk(const char *buf, Py_ssize_t p, Py_ssize_t size, Py_
     if buf[p] != 13 or buf[p + 1] != 10:
         raise InvalidResponse(_M_CRLF)
     return p + 2
+
+
+cdef inline Py_ssize_t _walk_bulk(const char *buf, Py_ssize_t p, Py_ssize_t *data) noexcept:
+    """The end of the bulk string at p, already checked by the scan; its data at data[0]."""
+    cdef Py_ssize_t v = 0
+    p += 1
+    while buf[p] != 13:
+        v = v * 10 + (buf[p] - 48)
+        p += 1
+    data[0] = p + 2
+    return p + 4 + v
+
+
+cdef inline Py_ssize_t _walk_line(const char *buf, Py_ssize_t p, Py_ssize_t end) noexcept:
+    """The end of the line at p, already checked by the scan."""
+    return _find_crlf(buf, p + 1, end) + 2
 
 
 cdef object _score_of(const char *s, Py_ssize_t n):
@@ -1362,7 +1397,7 @@ cdef class PopReader:
         while pos < end:
             if nested:
                 pos += 4  # "*2\r\n", checked by the scan
-            next_pos = _bulk(buf, pos, end, &data)
+            next_pos = _walk_bulk(buf, pos, &data)
             if codec == C_DEFAULT or codec == C_STR:
                 value = _decode_utf8(buf + data, next_pos - 2 - data, NULL)
                 if value is not NULL:
@@ -1380,9 +1415,9 @@ cdef class PopReader:
             pos = next_pos
             if with_scores:
                 if buf[pos] == b'$':
-                    pos = _bulk(buf, pos, end, &data)
+                    pos = _walk_bulk(buf, pos, &data)
                 else:
-                    pos = _find_crlf(buf, pos + 1, end) + 2
+                    pos = _walk_line(buf, pos, end)
         return out
 
     cdef int _raw_pairs(self, Py_ssize_t pos, Py_ssize_t end, list raw) except -1:
@@ -1392,11 +1427,11 @@ cdef class PopReader:
         while pos < end:
             if nested:
                 pos += 4
-            next_pos = _bulk(buf, pos, end, &data)
+            next_pos = _walk_bulk(buf, pos, &data)
             member = PyBytes_FromStringAndSize(buf + data, next_pos - 2 - data)
             pos = next_pos
             if buf[pos] == b'$':
-                next_pos = _bulk(buf, pos, end, &data)
+                next_pos = _walk_bulk(buf, pos, &data)
                 score = _score_of(buf + data, next_pos - 2 - data)
             else:
                 e = _find_crlf(buf, pos + 1, end)

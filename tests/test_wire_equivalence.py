@@ -909,3 +909,9 @@ def test_pop_reader_raw_needs_scores(C: ModuleType) -> None:
     for mod in (P, C):
         with pytest.raises(ValueError):
             mod.PopReader(mod.CODEC_DEFAULT, None, False).gets([], [])
+
+
+def test_only_the_compiled_pop_reader_is_native(C: ModuleType) -> None:
+    # The transports read pops from the socket by default only with a reader
+    # that parses in C; the pure one is the reference (REDSET_SOCKET_POPS=1).
+    assert C.NATIVE_POP_READER is True and P.NATIVE_POP_READER is False
