@@ -575,7 +575,11 @@ class DirectTransport(Transport):
             raise
         except _NETWORK_ERRORS as exc:
             conn.disconnect()
-            raise _pop_lost(args, exc, "the items of the request in flight") from exc
+            # Two when the connection broke while a reply was received after
+            # the next pop had been sent on the strength of its header.
+            what = ("the items of the %d requests in flight" % inflight if inflight > 1
+                    else "the items of the request in flight")
+            raise _pop_lost(args, exc, what) from exc
         except BaseException:
             conn.disconnect()
             raise

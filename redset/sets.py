@@ -618,7 +618,11 @@ class SortedSet:
         The price is an at-most-once window: if the process dies, the one
         batch popped in flight but not yet handed over is lost. Stopping the
         iteration early (``break``, ``close()``) puts that batch back with
-        its original scores.
+        its original scores. The next pop is sent as soon as the header of
+        the current reply shows a full batch, so that the server works while
+        the client receives and decodes; a connection lost in that moment
+        leaves the outcome of both pops unknown
+        (:class:`~redset.exceptions.PopOutcomeUnknown`).
 
         :param batch_size: items per pop.
         :returns: an iterator of non-empty lists.
