@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -16,12 +17,16 @@ N_PROCS = 8
 CLASSES = {"SortedSet": SortedSet, "TimeSortedSet": TimeSortedSet, "ScheduledSet": ScheduledSet}
 
 
-def _consume(url: str, cls_name: str, wire_name: str, batch: int, out: "multiprocessing.Queue") -> None:
+def _consume(url: str, cls_name: str, wire_name: str, batch: int, out: "multiprocessing.Queue",
+             ready: "multiprocessing.Queue", go: Any) -> None:
     import redset._wire
 
     client = redis.Redis.from_url(url)
     s = CLASSES[cls_name](client, "mp")
     s._wire = redset._wire.pure if wire_name == "py" else redset._wire.compiled
+    client.ping()
+    ready.put(os.getpid())
+    go.wait(60)  # start together, so the takes really race
     got = []
     empty_streak = 0
     while empty_streak < 3:
@@ -48,13 +53,18 @@ def test_concurrent_takers_lose_none_and_share_none(server, r_any, impl, cls_nam
     assert s.add_many(("task:%d" % i for i in range(N_ITEMS)), scores) == N_ITEMS
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
+    ready = ctx.Queue()
+    go = ctx.Event()
     wire_name = "py" if impl.__name__.endswith("_py") else "c"
     procs = [
-        ctx.Process(target=_consume, args=(server.url, cls_name, wire_name, 50 + 37 * k, out))
+        ctx.Process(target=_consume, args=(server.url, cls_name, wire_name, 50 + 37 * k, out, ready, go))
         for k in range(N_PROCS)
     ]
     for p in procs:
         p.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    go.set()
     results = [out.get(timeout=300) for _ in procs]
     for p in procs:
         p.join(60)
