@@ -28,7 +28,7 @@ from typing import Any, Callable, Deque, Generator, Iterable, List, Optional, Se
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:  # redis-py 5+
@@ -51,6 +51,10 @@ _ADD_WINDOW = 8
 # Re-sends of idempotent commands after a connection error, with backoff.
 _SAFE_RETRIES = 2
 _RETRY_BACKOFF = 0.05
+# A server loading its dataset (after a restart) answers -LOADING: safe
+# commands wait for it, polling, up to _LOADING_RETRIES * _LOADING_POLL s.
+_LOADING_RETRIES = 100
+_LOADING_POLL = 0.1
 # How often a script call reloads the script after NOSCRIPT.
 _NOSCRIPT_RELOADS = 3
 # Bytes per recv_into() of a pop reply: hiredis-sized reads, one buffer reused.
@@ -254,10 +258,11 @@ class DirectTransport(Transport):
                         "connection lost during %s on %r after it was sent: it may or may not "
                         "have been applied; not retried" % (_name(args[0]), _key_of(args)), _key_of(args)
                     ) from exc
-                if attempt >= _SAFE_RETRIES:
+                delay = _retry_delay(attempt, exc)
+                if delay is None:
                     raise
                 attempt += 1
-                time.sleep(_RETRY_BACKOFF * attempt)
+                time.sleep(delay)
                 continue
             except BaseException:
                 conn.disconnect()
@@ -276,12 +281,13 @@ class DirectTransport(Transport):
             try:
                 conn.send_packed_command([data])
                 replies = [self._read(conn) for _ in commands]
-            except _NETWORK_ERRORS:
+            except _NETWORK_ERRORS as exc:
                 conn.disconnect()
-                if attempt >= _SAFE_RETRIES:
+                delay = _retry_delay(attempt, exc)
+                if delay is None:
                     raise
                 attempt += 1
-                time.sleep(_RETRY_BACKOFF * attempt)
+                time.sleep(delay)
                 continue
             except BaseException:
                 conn.disconnect()
@@ -342,18 +348,26 @@ class DirectTransport(Transport):
                         server_error = server_error or reply
                     else:
                         total += int(reply)
-                except _NETWORK_ERRORS:
+                except _NETWORK_ERRORS as exc:
                     # ZADD is idempotent: reconnect and re-send every chunk not
                     # yet acknowledged. (The count of new members then misses
                     # those whose first ZADD applied but whose reply was lost.)
                     conn.disconnect()
-                    attempt += 1
-                    if attempt > _SAFE_RETRIES:
-                        raise
-                    time.sleep(_RETRY_BACKOFF * attempt)
-                    conn.connect()
-                    for data, _ in inflight:
-                        conn.send_packed_command([data], check_health=False)
+                    error_now: BaseException = exc
+                    while True:
+                        delay = _retry_delay(attempt, error_now)
+                        if delay is None:
+                            raise error_now
+                        attempt += 1
+                        time.sleep(delay)
+                        try:
+                            conn.connect()
+                            for data, _ in inflight:
+                                conn.send_packed_command([data], check_health=False)
+                            break
+                        except _NETWORK_ERRORS as again:
+                            conn.disconnect()
+                            error_now = again
         except BaseException:
             conn.disconnect()
             raise
@@ -634,6 +648,16 @@ class ClientTransport(Transport):
             yield reply
             if not full(reply):
                 return
+
+
+def _retry_delay(attempt: int, exc: BaseException) -> Optional[float]:
+    """Seconds to wait before re-sending a command that is safe to repeat,
+    or None to give up. ``attempt`` counts the re-sends so far."""
+    if isinstance(exc, BusyLoadingError):
+        return _LOADING_POLL if attempt < _LOADING_RETRIES else None
+    if attempt >= _SAFE_RETRIES:
+        return None
+    return _RETRY_BACKOFF * (attempt + 1)
 
 
 def _is_noscript(exc: ResponseError) -> bool:

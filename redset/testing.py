@@ -95,7 +95,7 @@ class LocalServer:
         ] + self.extra_args
 
     def start(self, timeout: float = 15.0) -> "LocalServer":
-        """Start the process and wait until it answers PING.
+        """Start the process and wait until it answers and has loaded its data.
 
         :raises RuntimeError: with the server's log when it does not come up.
         """
@@ -114,6 +114,9 @@ class LocalServer:
                         fields = dict(
                             line.split(b":", 1) for line in data.split(b"\r\n") if b":" in line
                         )
+                        if fields.get(b"loading", b"0").strip() != b"0":
+                            time.sleep(0.05)  # still loading its AOF/RDB: not ready
+                            continue
                         if b"valkey_version" in fields:
                             self.version = "valkey " + fields[b"valkey_version"].decode()
                         else:

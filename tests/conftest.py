@@ -96,15 +96,26 @@ def impl(impl_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType
     return impl_module
 
 
+#: redis-py speaks RESP3 from 5.0 on; 4.x has no ``protocol`` argument.
+REDIS_PY_RESP3 = int(redis.__version__.split(".")[0]) >= 5
+
+
+def client_kwargs(protocol: int) -> dict:
+    """Client arguments selecting ``protocol`` (none on redis-py 4.x, RESP2 only)."""
+    return {"protocol": protocol} if REDIS_PY_RESP3 else {}
+
+
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
 def protocol(request: pytest.FixtureRequest) -> int:
+    if request.param == 3 and not REDIS_PY_RESP3:
+        pytest.skip("redis-py %s speaks only RESP2" % redis.__version__)
     return int(request.param)
 
 
 @pytest.fixture
 def r(server: LocalServer, impl: ModuleType, protocol: int) -> Iterator[redis.Redis]:
     """A client of the session's server, flushed before the test."""
-    client = redis.Redis.from_url(server.url, protocol=protocol)
+    client = redis.Redis.from_url(server.url, **client_kwargs(protocol))
     client.flushdb()
     try:
         yield client

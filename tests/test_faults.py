@@ -37,6 +37,8 @@ from typing import Any, Dict, Iterator, List, Set
 
 import pytest
 import redis
+
+from .conftest import client_kwargs
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
@@ -417,7 +419,7 @@ def test_cut_pops_at_most_once_raise_and_never_deliver_twice(server, impl, proto
     rng = random.Random(4000 + n)
     key = unique_key("faults:cut")
     direct = redis.Redis.from_url(server.url)
-    client = redis.Redis.from_url(cut_proxy.url, protocol=protocol)
+    client = redis.Redis.from_url(cut_proxy.url, **client_kwargs(protocol))
     s = SortedSet(client, key)
     k = 3
     total = 3 * k * n + 10 * k
@@ -461,7 +463,7 @@ def test_cut_leased_takes_lose_nothing_once_leases_expire(server, impl, protocol
     rng = random.Random(4500 + n)
     key = unique_key("faults:cutlease")
     direct = redis.Redis.from_url(server.url)
-    client = redis.Redis.from_url(cut_proxy.url, protocol=protocol)
+    client = redis.Redis.from_url(cut_proxy.url, **client_kwargs(protocol))
     s = SortedSet(client, key, leased=True)
     lease = 0.3
     k = 3

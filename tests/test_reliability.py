@@ -14,6 +14,7 @@ import redis
 from redset import ScheduledSet, SortedSet
 from redset.exceptions import PopOutcomeUnknown
 
+from .conftest import client_kwargs
 from .proxy import CuttingProxy
 
 
@@ -21,7 +22,7 @@ from .proxy import CuttingProxy
 def proxied(server, r) -> Iterator[tuple]:
     port = int(server.url.rsplit(":", 1)[1].split("/")[0])
     proxy = CuttingProxy(port)
-    client = redis.Redis.from_url(proxy.url, protocol=r.connection_pool.connection_kwargs.get("protocol", 3))
+    client = redis.Redis.from_url(proxy.url, **client_kwargs(r.connection_pool.connection_kwargs.get("protocol", 2)))
     r.config_resetstat()
     try:
         yield client, proxy
