@@ -300,8 +300,18 @@ class DirectTransport(Transport):
             return replies
 
     def socket_timeout(self) -> Optional[float]:
-        value = self.pool.connection_kwargs.get("socket_timeout")
-        return float(value) if value else None
+        # Read it off a connection: redis-py 8 applies a default read timeout
+        # (5 s) that is not in the pool's connection_kwargs.
+        if not hasattr(self, "_socket_timeout"):
+            conn = self._acquire()
+            try:
+                value = getattr(conn, "socket_timeout", None)
+            finally:
+                self._release(conn)
+            if value is None:
+                value = self.pool.connection_kwargs.get("socket_timeout")
+            self._socket_timeout = float(value) if value else None
+        return self._socket_timeout
 
     # -- streamed adds ------------------------------------------------------
     def zadd_stream(self, key: bytes, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], codec: int,

@@ -556,7 +556,9 @@ class SortedSet:
         """A wait that stays under the client's read timeout."""
         limit = self._io.socket_timeout()
         if limit:
-            remaining = min(remaining, max(0.01, limit * 0.8))
+            # The server may answer a blocking command up to one cron tick
+            # after its timeout.
+            remaining = min(remaining, max(0.01, limit * 0.8 - _SERVER_TICK))
         return remaining
 
     def _block(self, num: int, remaining: float, lease: Optional[float]) -> List[Any]:
@@ -602,13 +604,26 @@ class SortedSet:
             # the server until shortly before it, then sleep the rest here.
             server_wait = self._slice(wait - _SERVER_TICK)
             if server_wait > 0.01:
-                if self._io.execute(("BLPOP", self._wake_key, _timeout_arg(server_wait))):
+                if self._wait_for_signal(server_wait):
                     return  # a producer signalled
             rest = until - time.monotonic()
             if rest > 0 and rest <= _SERVER_TICK + 0.05:
                 time.sleep(rest)
             return
-        self._io.execute(("BLPOP", self._wake_key, _timeout_arg(self._slice(wait))))
+        self._wait_for_signal(self._slice(wait))
+
+    def _wait_for_signal(self, seconds: float) -> bool:
+        """Block on the wake list; True if a producer signalled.
+
+        Only a wake token can be lost here, never an item, so a read timeout
+        or a dropped connection just ends the wait: the caller looks for
+        work again.
+        """
+        try:
+            return bool(self._io.execute(("BLPOP", self._wake_key, _timeout_arg(seconds))))
+        except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
+            log.debug("wait for work on %s ended early: %s", self.name, exc)
+            return False
 
     def drain(self, batch_size: int = 1000) -> Iterator[List[Any]]:
         """Pop batches until the set is empty, keeping the next pop in flight.
