@@ -9,7 +9,6 @@ output and identical exceptions; only :mod:`redset._wire` imports either.
 from __future__ import annotations
 
 import json
-import math
 from operator import index as _as_index
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 

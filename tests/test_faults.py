@@ -28,7 +28,6 @@ import random
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -44,7 +43,7 @@ from redis.retry import Retry
 
 import redset._wire
 from redset import SortedSet, scripts
-from redset.exceptions import PopOutcomeUnknown, StaleLeaseError
+from redset.exceptions import PopOutcomeUnknown
 from redset.testing import LocalServer, find_server_binary, free_port
 
 from . import workers
