@@ -236,53 +236,42 @@ class DirectTransport(Transport):
         except ResponseError as exc:
             return exc
 
-    # -- one command -------------------------------------------------------
+    # -- commands ------------------------------------------------------------
     def execute(self, args: Sequence[Any], *, pop: bool = False, once: bool = False) -> Any:
-        data = self.wire.pack_command(args)
+        return self._round_trip([args], pop=pop, once=once)[0]
+
+    def execute_many(self, commands: Sequence[Sequence[Any]]) -> List[Any]:
+        return self._round_trip(commands)
+
+    def _round_trip(self, commands: Sequence[Sequence[Any]], *, pop: bool = False,
+                    once: bool = False) -> List[Any]:
+        """Send ``commands`` in one write, read one reply each, raise the first
+        error reply once all are read (so the connection stays clean).
+
+        After a connection error the batch is re-sent, unless ``pop`` or
+        ``once`` says it must not be repeated.
+        """
+        data = b"".join(self.wire.pack_command(args) for args in commands)
+        first = commands[0]
         attempt = 0
         while True:
             conn = self._acquire()  # connect errors here: nothing was sent
             try:
                 conn.send_packed_command([data])
-                reply = self._read(conn)
+                replies = [self._read(conn) for _ in commands]
             except _NETWORK_ERRORS as exc:
                 conn.disconnect()
                 if pop:
                     raise PopOutcomeUnknown(
                         "connection lost during %s on %r: the server may or may not have "
                         "removed the items, which were not delivered; not retried"
-                        % (_name(args[0]), _key_of(args)), _key_of(args)
+                        % (_name(first[0]), _key_of(first)), _key_of(first)
                     ) from exc
                 if once:
                     raise OutcomeUnknown(
                         "connection lost during %s on %r after it was sent: it may or may not "
-                        "have been applied; not retried" % (_name(args[0]), _key_of(args)), _key_of(args)
+                        "have been applied; not retried" % (_name(first[0]), _key_of(first)), _key_of(first)
                     ) from exc
-                delay = _retry_delay(attempt, exc)
-                if delay is None:
-                    raise
-                attempt += 1
-                time.sleep(delay)
-                continue
-            except BaseException:
-                conn.disconnect()
-                raise
-            finally:
-                self._release(conn)
-            if isinstance(reply, ResponseError):
-                raise reply
-            return reply
-
-    def execute_many(self, commands: Sequence[Sequence[Any]]) -> List[Any]:
-        data = b"".join(self.wire.pack_command(args) for args in commands)
-        attempt = 0
-        while True:
-            conn = self._acquire()
-            try:
-                conn.send_packed_command([data])
-                replies = [self._read(conn) for _ in commands]
-            except _NETWORK_ERRORS as exc:
-                conn.disconnect()
                 delay = _retry_delay(attempt, exc)
                 if delay is None:
                     raise
