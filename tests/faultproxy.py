@@ -20,16 +20,11 @@ from typing import Any, Callable, List, Optional
 
 import hiredis
 
+from .proxy import LoopbackProxy, _kill
 
-class ReplyCuttingProxy:
+
+class ReplyCuttingProxy(LoopbackProxy):
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        self.target = (target_host, target_port)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(128)
-        self.port = self.listener.getsockname()[1]
-        self._lock = threading.Lock()
         self._pattern: Optional[bytes] = None
         self._cuts_left = 0
         self._every = 1
@@ -37,17 +32,9 @@ class ReplyCuttingProxy:
         self._p = 0.5
         self._on_cut: Optional[Callable[[Any], None]] = None
         self.matches = 0
-        self.cuts = 0
         #: The parsed replies the server sent to cut requests, in cut order.
         self.dropped: List[Any] = []
-        self._socks: List[socket.socket] = []
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return "redis://127.0.0.1:%d/0" % self.port
+        super().__init__(target_port, target_host)
 
     def arm(self, pattern: bytes, times: int, every: int = 1, seed: Optional[int] = None,
             p: float = 0.5, on_cut: Optional[Callable[[Any], None]] = None) -> None:
@@ -66,24 +53,10 @@ class ReplyCuttingProxy:
             self._p = p
             self.matches = 0
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._socks = [s for s in self._socks if s.fileno() != -1] + [client, upstream]
-            state = {"cut": False, "dead": False}
-            threading.Thread(target=self._client_pump, args=(client, upstream, state), daemon=True).start()
-            threading.Thread(target=self._server_pump, args=(upstream, client, state), daemon=True).start()
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        state = {"cut": False, "dead": False}
+        threading.Thread(target=self._client_pump, args=(client, upstream, state), daemon=True).start()
+        threading.Thread(target=self._server_pump, args=(upstream, client, state), daemon=True).start()
 
     def _should_cut(self, data: bytes) -> bool:
         with self._lock:
@@ -142,18 +115,3 @@ class ReplyCuttingProxy:
         state["dead"] = True
         _kill(src)
         _kill(dst)
-
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
-        with self._lock:
-            for sock in self._socks:
-                _kill(sock)
-
-
-def _kill(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()

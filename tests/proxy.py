@@ -13,17 +13,22 @@ import time
 from typing import List, Optional
 
 
-class CuttingProxy:
+class LoopbackProxy:
+    """A TCP proxy on 127.0.0.1 in front of one server; subclasses decide,
+    in :meth:`_serve`, how the bytes of each connection are pumped.
+
+    Subclasses set their own attributes before calling ``__init__``, which
+    starts accepting.
+    """
+
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
+        self.listener.listen(128)
         self.port = self.listener.getsockname()[1]
         self._lock = threading.Lock()
-        self._pattern: Optional[bytes] = None
-        self._cuts_left = 0
         self.cuts = 0
         self._socks: List[socket.socket] = []
         self._closed = False
@@ -33,11 +38,6 @@ class CuttingProxy:
     @property
     def url(self) -> str:
         return "redis://127.0.0.1:%d/0" % self.port
-
-    def cut_after(self, pattern: bytes, times: int = 1) -> None:
-        with self._lock:
-            self._pattern = pattern
-            self._cuts_left = times
 
     def _accept(self) -> None:
         while not self._closed:
@@ -50,11 +50,38 @@ class CuttingProxy:
             except OSError:
                 client.close()
                 continue
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
-                self._socks += [client, upstream]
-            state = {"cut": False}
-            threading.Thread(target=self._pump, args=(client, upstream, True, state), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False, state), daemon=True).start()
+                self._socks = [x for x in self._socks if x.fileno() != -1] + [client, upstream]
+            self._serve(client, upstream)
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        with self._lock:
+            for sock in self._socks:
+                _kill(sock)
+
+
+class CuttingProxy(LoopbackProxy):
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self._pattern: Optional[bytes] = None
+        self._cuts_left = 0
+        super().__init__(target_port, target_host)
+
+    def cut_after(self, pattern: bytes, times: int = 1) -> None:
+        with self._lock:
+            self._pattern = pattern
+            self._cuts_left = times
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        state = {"cut": False}
+        threading.Thread(target=self._pump, args=(client, upstream, True, state), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, False, state), daemon=True).start()
 
     def _should_cut(self, data: bytes) -> bool:
         with self._lock:
@@ -82,13 +109,6 @@ class CuttingProxy:
             pass
         _kill(src)
         _kill(dst)
-
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
-        with self._lock:
-            for sock in self._socks:
-                _kill(sock)
 
 
 def _kill(sock: socket.socket) -> None:
