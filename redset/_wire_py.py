@@ -206,10 +206,29 @@ def _plain_member(value: Any) -> Optional[bytes]:
     return None
 
 
+#: Why the default serializer refuses bytes that are not UTF-8.
+_NOT_UTF8 = (
+    "bytes that are not valid UTF-8: the default serializer gives items back as str, "
+    "so these could not be popped; use BytesSerializer to store raw bytes"
+)
+
+
+def _check_utf8(raw: bytes) -> None:
+    """Refuse bytes the default serializer could not give back as str."""
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(_NOT_UTF8) from None
+
+
 def _encode_member(codec: int, dumps: Optional[Callable[[Any], Any]], item: Any) -> Optional[bytes]:
     """Encode one item; None means the codec does not accept it."""
     if codec == CODEC_DEFAULT:
-        return _plain_member(item)
+        out = _plain_member(item)
+        if out is not None and isinstance(item, (bytes, bytearray, memoryview)):
+            _check_utf8(out)
+        return out
     if codec == CODEC_STR:
         # str.encode, not item.encode: a str subclass cannot override the bytes.
         return str.encode(item, "utf-8") if isinstance(item, str) else None

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from redis.exceptions import NoScriptError
 
 from redset import scripts
+from redset._checks import require_sync_client
 from redset.exceptions import LockTimeout
 
 __all__ = ["Lock"]
@@ -43,6 +44,7 @@ class Lock:
         timeout: Optional[float] = None,
         poll_interval: Optional[float] = None,
     ) -> None:
+        require_sync_client(redis, "locks.Lock")
         self.redis = redis
         self.key = key
         self.expires = 20 if expires is None else expires

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import redis.exceptions
 
 from redset import _wire, scripts
+from redset._checks import check_count, require_sync_client
 from redset._transport import Chunk, Transport, make_transport
 from redset.exceptions import DeserializationError, StaleLeaseError
 from redset.leases import Consumer, Lease, lease_keys, new_token
@@ -128,6 +129,7 @@ class SortedSet:
             )
         if on_decode_error not in _DECODE_ERROR_POLICIES:
             raise ValueError("on_decode_error must be 'skip' or 'raise', not %r" % (on_decode_error,))
+        require_sync_client(redis_client, type(self).__name__)
         chunk_size = int(chunk_size)
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1, got %d" % chunk_size)
@@ -147,7 +149,9 @@ class SortedSet:
         self.max_deliveries = None if max_deliveries is None else int(max_deliveries)
         self.leased = bool(leased)
         self._lease_keys = lease_keys(name if isinstance(name, str) else self._key.decode("utf-8", "replace"))
-        self._wake_key = self._lease_keys[1].rsplit(":", 1)[0] + ":wake"
+        base = self._lease_keys[1].rsplit(":", 1)[0]
+        self._wake_key = base + ":wake"
+        self._waiters_key = base + ":waiters"
         self.lock = Lock(self._redis, "%s__lock" % (name,), expires=lock_expires, timeout=lock_timeout)
 
     # -- configuration ---------------------------------------------------------
@@ -163,6 +167,7 @@ class SortedSet:
 
     @redis.setter
     def redis(self, client: Any) -> None:
+        require_sync_client(client, type(self).__name__)
         self._redis = client
         self._transport = None
         self._set_codec()
@@ -292,10 +297,14 @@ class SortedSet:
         member = wire.encode_member(self._codec, self._dumps, item)
         if self.leased:
             self._add_unless_inflight(flags, [encoded_score, member])
+            self._wake(1)
         else:
-            self._io.execute(("ZADD", self._key) + flags + (encoded_score, member))
-        if self._signals_wake:
-            self._wake()
+            # The add and the question "does any consumer wait?" in one round
+            # trip; the wake list is written only when one does.
+            replies = self._io.execute_many(
+                (("ZADD", self._key) + flags + (encoded_score, member), self._waiting_query()))
+            if int(replies[1]):
+                self._push_wake(int(replies[1]), 1)
         return score
 
     def add_many(self, items: Iterable[Any], scores: Optional[Iterable[Any]] = None, *,
@@ -330,26 +339,52 @@ class SortedSet:
             added = self._add_many_unless_inflight(flags, self._chunks(items, scores))
         else:
             added = self._io.zadd_stream(self._key, flags, self._chunks(items, scores), self._codec, self._dumps)
-        if self._signals_wake:
-            self._wake()
+        if added or flags != (b"NX",):
+            # New members, or scores that may have moved earlier: tell waiters.
+            self._wake(added or 1)
         return added
 
     # -- waking blocked consumers ------------------------------------------------
-    @property
-    def _signals_wake(self) -> bool:
-        return self.leased
+    #
+    # Consumers that cannot block on the set itself (leased takes, and every
+    # ScheduledSet wait) register in ``{name}:waiters`` (token -> end of the
+    # wait) and block on the list ``{name}:wake``. A producer asks, after its
+    # add, how many live waiters there are (a read) and pushes that many
+    # tokens only if there are any, so an add costs no write when nobody
+    # waits. A waiter registers before it looks for work one last time, so an
+    # add either comes before that look or sees the registration.
 
-    def _wake(self) -> None:
-        """Tell one blocked consumer that work arrived (a one-element list).
+    def _waiting_query(self) -> Tuple[Any, ...]:
+        return ("ZCOUNT", self._waiters_key, self._wire_impl.format_score(time.time()), "+inf")
+
+    def _wake(self, count: int) -> None:
+        """Wake up to ``count`` blocked consumers, if any wait (best effort)."""
+        try:
+            waiting = int(self._io.execute(self._waiting_query()))
+        except (redis.exceptions.ResponseError, redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError) as exc:
+            log.warning("items were added to %s, but waking blocked consumers failed: %s", self.name, exc)
+            return
+        if waiting:
+            self._push_wake(waiting, count)
+
+    def _push_wake(self, waiting: int, count: int) -> None:
+        """Leave one token per waiter to wake (at most ``waiting``) on the wake list.
 
         Best effort, after the add succeeded: the add must not be reported as
         failed because its wake-up was refused (a server at maxmemory takes
-        the ZADD that crosses the limit and refuses the LPUSH after it). A
+        the ZADD that crosses the limit and refuses the RPUSH after it). A
         consumer that misses a wake-up still wakes at its next due time,
-        lease expiry or wait slice.
+        lease expiry or wait slice. Tokens left by waiters that gave up
+        expire with the list.
         """
+        tokens = max(1, min(waiting, count))
         try:
-            self._io.execute_many((("LPUSH", self._wake_key, 1), ("LTRIM", self._wake_key, 0, 0)))
+            self._io.execute_many((
+                ("RPUSH", self._wake_key) + (1,) * tokens,
+                ("LTRIM", self._wake_key, -waiting, -1),
+                ("PEXPIRE", self._wake_key, _WAKE_TOKEN_TTL_MS),
+            ))
         except (redis.exceptions.ResponseError, redis.exceptions.ConnectionError,
                 redis.exceptions.TimeoutError) as exc:
             log.warning("items were added to %s, but waking blocked consumers failed: %s", self.name, exc)
@@ -411,8 +446,9 @@ class SortedSet:
             (default: do not wait).
         :param lease: lease the item for this many seconds instead of
             removing it: returns a :class:`~redset.leases.Lease` to ``ack``.
-        :raises KeyError: if there is no item (within ``timeout``), or the one
-            popped item could not be deserialized and the set skips such items.
+        :raises KeyError: if there is no item (within ``timeout``). Items that
+            fail to load are skipped (or raised, see ``on_decode_error``) and
+            the pop goes on to the next one.
         :raises PopOutcomeUnknown: the connection failed after the pop was
             sent; it is not retried (see docs/delivery.md).
         """
@@ -424,17 +460,18 @@ class SortedSet:
     def take(self, num: Any, timeout: Optional[float] = None, lease: Optional[float] = None) -> List[Any]:
         """Atomically remove and return up to ``num`` lowest-scored items, lowest first.
 
-        :param num: how many; passed through ``int()``; below 1 returns ``[]``
-            without asking the server.
+        :param num: how many, an ``int``; below 1 returns ``[]`` without
+            asking the server (as in 0.5.1).
         :param timeout: seconds to wait when no item is available (default:
             return ``[]`` at once). Sorted and time-sorted sets block in
             ``BZPOPMIN``; a ScheduledSet and leased takes sleep until the
             next item is due, a lease expires, or a producer signals.
         :param lease: lease the items for this many seconds (at-least-once):
             returns :class:`~redset.leases.Lease` handles to ``ack``/``nack``.
+        :raises TypeError: ``num`` is not an integer (str, float and bool are refused).
         :raises PopOutcomeUnknown: the connection failed after the pop was sent.
         """
-        num = int(num)
+        num = check_count(num, "num")
         if num < 1:
             return []
         if lease is not None and not lease > 0:
@@ -443,7 +480,11 @@ class SortedSet:
             raise ValueError("timeout must be >= 0, got %r" % (timeout,))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            items = self._lease_take(num, lease) if lease is not None else self._pop_items(num)
+            items, skipped = self._lease_take(num, lease) if lease is not None else self._pop_items(num)
+            while not items and skipped:
+                # Everything popped failed to load and was skipped: the set
+                # may still hold items, so "empty" would be a lie. Pop again.
+                items, skipped = self._lease_take(num, lease) if lease is not None else self._pop_items(num)
             if items or deadline is None:
                 return items
             remaining = deadline - time.monotonic()
@@ -463,7 +504,8 @@ class SortedSet:
                         handle_signals=handle_signals)
 
     # -- leases ----------------------------------------------------------------------
-    def _lease_take(self, num: int, lease: float) -> List[Any]:
+    def _lease_take(self, num: int, lease: float) -> Tuple[List[Any], int]:
+        """Lease up to ``num`` items; return them and how many failed to load."""
         now = time.time()
         deadline = now + lease
         token = new_token()
@@ -492,7 +534,7 @@ class SortedSet:
             out.append(Lease(self, member, item, float(reply[i + 1]), int(reply[i + 2]), token, deadline))
         if failures:
             self._handle_failures(out, failures)
-        return out
+        return out, len(failures)
 
     def ack_many(self, leases: Iterable[Lease]) -> int:
         """Ack many leases of this set in one round trip per 1,000.
@@ -545,8 +587,8 @@ class SortedSet:
     def requeue_dead(self, num: int = 1000) -> int:
         """Move up to ``num`` dead letters back into the set at their original scores."""
         moved = int(self._io.evalsha(scripts.REQUEUE_DEAD, self._lease_keys, (int(num),)))
-        if moved and self._signals_wake:
-            self._wake()
+        if moved:
+            self._wake(moved)
         return moved
 
     # -- blocking ---------------------------------------------------------------------
@@ -585,32 +627,54 @@ class SortedSet:
         now = time.time()
         wait = remaining
         due_limited = False
-        commands: List[Sequence[Any]] = []
-        if self._due_only:
-            commands.append(("ZRANGE", self._key, 0, 0, "WITHSCORES"))
+        token = new_token()
+        wire = self._wire_impl
+        # Register as a waiter first, then look for work: an add that this
+        # look misses sees the registration and pushes a wake token.
+        commands: List[Sequence[Any]] = [
+            ("ZREMRANGEBYSCORE", self._waiters_key, "-inf", wire.format_score(now)),
+            ("ZADD", self._waiters_key, repr(now + self._slice(remaining) + _SERVER_TICK), token),
+            ("ZRANGE", self._key, 0, 0, "WITHSCORES"),
+        ]
         if include_inflight:
             commands.append(("ZRANGE", self._lease_keys[1], 0, 0, "WITHSCORES"))
-        for reply in self._io.execute_many(commands) if commands else []:
-            pairs = self._wire_impl.decode_scored(reply)
-            if pairs and pairs[0][1] - now < wait:
-                wait = max(0.0, pairs[0][1] - now)
-                due_limited = True
-        if wait <= 0.0005:
-            return
-        until = time.monotonic() + wait
-        if due_limited:
-            # Servers time blocking commands out on their cron tick (100 ms
-            # at the default hz), too coarse to wake on a due time: block on
-            # the server until shortly before it, then sleep the rest here.
-            server_wait = self._slice(wait - _SERVER_TICK)
-            if server_wait > 0.01:
-                if self._wait_for_signal(server_wait):
-                    return  # a producer signalled
-            rest = until - time.monotonic()
-            if rest > 0 and rest <= _SERVER_TICK + 0.05:
-                time.sleep(rest)
-            return
-        self._wait_for_signal(self._slice(wait))
+        try:
+            replies = self._io.execute_many(commands)
+            for i, reply in enumerate(replies[2:]):
+                pairs = wire.decode_scored(reply)
+                if not pairs:
+                    continue
+                if i == 0 and not self._due_only:
+                    return  # an item is waiting: no need to sleep
+                if pairs[0][1] - now < wait:
+                    wait = max(0.0, pairs[0][1] - now)
+                    due_limited = True
+            if wait <= 0.0005:
+                return
+            until = time.monotonic() + wait
+            if due_limited:
+                # Servers time blocking commands out on their cron tick (100
+                # ms at the default hz), too coarse to wake on a due time:
+                # block on the server until shortly before it, then sleep the
+                # rest here.
+                server_wait = self._slice(wait - _SERVER_TICK)
+                if server_wait > 0.01:
+                    if self._wait_for_signal(server_wait):
+                        return  # a producer signalled
+                rest = until - time.monotonic()
+                if rest > 0 and rest <= _SERVER_TICK + 0.05:
+                    time.sleep(rest)
+                return
+            self._wait_for_signal(self._slice(wait))
+        finally:
+            self._unregister(token)
+
+    def _unregister(self, token: str) -> None:
+        """Leave the waiters (best effort: an entry left behind expires)."""
+        try:
+            self._io.execute(("ZREM", self._waiters_key, token))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.debug("could not unregister a waiter of %s: %s", self.name, exc)
 
     def _wait_for_signal(self, seconds: float) -> bool:
         """Block on the wake list; True if a producer signalled.
@@ -642,7 +706,7 @@ class SortedSet:
         :param batch_size: items per pop.
         :returns: an iterator of non-empty lists.
         """
-        batch_size = int(batch_size)
+        batch_size = check_count(batch_size, "batch_size")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1, got %d" % batch_size)
         io = self._io
@@ -667,9 +731,22 @@ class SortedSet:
                 args.extend((score, member))
             self._io.execute(args)
 
-    def clear(self) -> int:
-        """Delete the set; truthy if it existed."""
-        return int(self._io.execute(("DEL", self._key)))
+    def clear(self, *, keep_dead_letters: bool = False) -> int:
+        """Delete the set and every key it owns; truthy if the set existed.
+
+        Besides the set itself this removes its leases in flight
+        (``{name}:inflight``, ``:leases``, ``:deliveries``), its wake-up keys
+        (``:wake``, ``:waiters``) and its dead letters (``:dead``), unless
+        ``keep_dead_letters``. Not removed: the key given as
+        ``dead_letter_key`` (you named it; it may be shared) and the lock key
+        (a holder may still be in its block; it expires).
+        """
+        main, inflight, leases, counts, dead = self._lease_keys
+        others: List[Any] = [inflight, leases, counts, self._wake_key, self._waiters_key]
+        if not keep_dead_letters:
+            others.append(dead)
+        replies = self._io.execute_many((("DEL", self._key), ["DEL"] + others))
+        return int(replies[0])
 
     def discard(self, item: Any) -> bool:
         """Remove ``item``; True if it was in the set."""
@@ -707,12 +784,13 @@ class SortedSet:
     def _pop_request(self, num: int) -> Sequence[Any]:
         return ("ZPOPMIN", self._key, num)
 
-    def _pop_items(self, num: int) -> List[Any]:
+    def _pop_items(self, num: int) -> Tuple[List[Any], int]:
+        """Pop up to ``num`` items; return them and how many failed to load."""
         failures: List[Tuple[bytes, BaseException]] = []
         items = self._io.pop_items(self._pop_request(num), self._codec, self._loads, failures)
         if failures:
             self._handle_failures(items, failures)
-        return items
+        return items, len(failures)
 
     def _peek_raw(self, position: int, with_score: bool) -> Any:
         args: Tuple[Any, ...] = ("ZRANGE", self._key, position, position)
@@ -725,6 +803,9 @@ class SortedSet:
 #: Seconds: how late a server may time out a blocking command (one cron tick
 #: at hz 10, plus margin).
 _SERVER_TICK = 0.12
+#: Milliseconds a wake token outlives the last push (tokens of waiters that
+#: gave up must not pile up).
+_WAKE_TOKEN_TTL_MS = 10000
 
 
 class TimeSortedSet(SortedSet):
@@ -750,10 +831,6 @@ class ScheduledSet(TimeSortedSet):
 
     _due_only = True
 
-    @property
-    def _signals_wake(self) -> bool:
-        return True
-
     def _block(self, num: int, remaining: float, lease: Optional[float]) -> List[Any]:
         self._sleep_until_work(remaining, include_inflight=lease is not None)
         return []
@@ -764,13 +841,14 @@ class ScheduledSet(TimeSortedSet):
     def _pop_request(self, num: int) -> Sequence[Any]:
         return ("EVALSHA", _POP_DUE_SHA, 1, self._key, self._wire_impl.format_score(time.time()), num)
 
-    def _pop_items(self, num: int) -> List[Any]:
+    def _pop_items(self, num: int) -> Tuple[List[Any], int]:
+        """Pop up to ``num`` items; return them and how many failed to load."""
         failures: List[Tuple[bytes, BaseException]] = []
         items = self._io.pop_items(self._pop_request(num), self._codec, self._loads, failures,
                                    script=scripts.POP_DUE)
         if failures:
             self._handle_failures(items, failures)
-        return items
+        return items, len(failures)
 
     def _peek_raw(self, position: int, with_score: bool) -> Any:
         args: Tuple[Any, ...] = ("ZRANGEBYSCORE", self._key, "-inf", self._wire_impl.format_score(time.time()))

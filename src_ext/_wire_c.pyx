@@ -551,10 +551,29 @@ cdef object _plain_member(object value):
     return None
 
 
+cdef object _NOT_UTF8 = (
+    "bytes that are not valid UTF-8: the default serializer gives items back as str, "
+    "so these could not be popped; use BytesSerializer to store raw bytes"
+)
+
+
+cdef bint _is_utf8(bytes raw) except -1:
+    """True when ``raw`` decodes as UTF-8 (ASCII is checked without decoding)."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(raw)
+    for i in range(n):
+        if p[i] >= 0x80:
+            return _decode_utf8_or_none(<const char *>p, n) is not None
+    return True
+
+
 cdef object _encode_member(int codec, object dumps, object item, object packer):
     """Encode one item; None means the codec does not accept it."""
     if codec == C_DEFAULT:
-        return _plain_member(item)
+        out = _plain_member(item)
+        if out is not None and isinstance(item, _bytes_like) and not _is_utf8(out):
+            raise ValueError(_NOT_UTF8)
+        return out
     if codec == C_STR:
         return PyUnicode_AsUTF8String(item) if isinstance(item, str) else None
     if codec == C_BYTES:
@@ -860,7 +879,7 @@ cdef inline bint _zadd_pair_fast(_WriteBuffer buf, PyObject *score, PyObject *it
             if alloc is not NULL:
                 PyMem_Free(alloc)
             return False
-    elif tp is &PyBytes_Type and (codec == C_DEFAULT or codec == C_BYTES):
+    elif tp is &PyBytes_Type and (codec == C_BYTES or (codec == C_DEFAULT and _is_utf8(<bytes>item))):
         mdata = _bytes_data(item)
         mlen = _bytes_size(item)
     elif tp is &PyLong_Type and (codec == C_DEFAULT or codec == C_INT):
@@ -970,7 +989,7 @@ def pack_zadd(key, flags, items, scores, codec, dumps, offset=0, sent=0):
                 buf.write_bulk(data, size)
                 continue
             PyErr_Clear()  # a lone surrogate: the checked path raises the twin's error
-        elif tp is bytes and (c == C_DEFAULT or c == C_BYTES):
+        elif tp is bytes and (c == C_BYTES or (c == C_DEFAULT and _is_utf8(<bytes>item))):
             buf.write_bulk_bytes(item)
             continue
         elif tp is int and (c == C_DEFAULT or c == C_INT):
