@@ -2,7 +2,7 @@
 
 Everything here turns Python values into RESP request bytes and turns parsed
 replies back into Python values. Nothing here knows about sockets: the
-transports in :mod:`redset._transport` move the bytes. ``redset._wire_c``
+drivers in :mod:`redset._io` move the bytes. ``redset._wire_c``
 exports the same names with the same signatures and gives byte-identical
 output and identical exceptions; only :mod:`redset._wire` imports either.
 """

@@ -16,37 +16,16 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
-from redset import scripts
+from redset._core import leasing
+from redset._core.config import lease_keys, new_token
 from redset.exceptions import OutcomeUnknown, StaleLeaseError
 
 if TYPE_CHECKING:
     from redset.sets import SortedSet
 
-__all__ = ["Lease", "Consumer", "lease_keys"]
+__all__ = ["Lease", "Consumer", "lease_keys", "new_token"]
 
 log = logging.getLogger(__name__)
-
-
-def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
-    """Return the keys ``(main, inflight, leases, counts, dead)`` of a set.
-
-    They share the main key's hash slot: when ``name`` has a hash tag
-    (``{...}``) the suffixes keep it; otherwise the companions are tagged
-    with the whole name (``{name}:inflight`` hashes like ``name``). A name
-    with a ``}`` but no valid tag (``{}x``) cannot be tagged that way; its
-    companions are plain suffixes, which work on one server but may land in
-    other slots on a cluster: give such a set a hash tag.
-    """
-    start = name.find("{")
-    end = name.find("}", start + 1) if start >= 0 else -1
-    tagged = start >= 0 and end > start + 1
-    base = name if (tagged or "}" in name) else "{%s}" % name
-    return (name, base + ":inflight", base + ":leases", base + ":deliveries", base + ":dead")
-
-
-def new_token() -> str:
-    """A random token naming one leased take."""
-    return os.urandom(12).hex()
 
 
 class Lease:
@@ -77,20 +56,7 @@ class Lease:
 
     def _settle(self, op: str, arg: str = "") -> int:
         owner = self._set
-        maxd = owner.max_deliveries or 0
-        # Not re-sent after a lost connection: a repeat of an applied settle
-        # would find the lease gone and misreport it as stale.
-        result = owner._io.evalsha(
-            scripts.LEASE_SETTLE, owner._lease_keys,
-            (self.member, self.token, op, arg, maxd), once=op != "extend",
-        )
-        if int(result) == 0:
-            raise StaleLeaseError(
-                "%s of %r on %r rejected: this lease (token %s) is no longer held; it expired "
-                "and was reclaimed, possibly by another consumer, or was already settled"
-                % (op, self.item, owner.name, self.token), owner.name, self.token,
-            )
-        return int(result)
+        return int(owner._run(leasing.settle(owner, self.member, self.token, self.item, op, arg)))
 
     def ack(self) -> None:
         """Remove the item for good.

@@ -49,6 +49,23 @@ def sha1(script: str) -> str:
     return hashlib.sha1(script.encode("utf-8")).hexdigest()
 
 
+def name_of(source: str) -> str:
+    """The constant's name of a script of this module (for error messages)."""
+    return name_of_sha(sha1(source))
+
+
+def name_of_sha(sha: str) -> str:
+    """The constant's name of the script with this SHA, or "script <sha>"."""
+    if not _NAMES:
+        for name, value in globals().items():
+            if name.isupper() and isinstance(value, str) and name != "__all__":
+                _NAMES[sha1(value)] = name
+    return _NAMES.get(sha, "script %s" % sha)
+
+
+_NAMES: dict = {}
+
+
 # -- leases (at-least-once delivery) ----------------------------------------------
 # The keys of one set, all in the hash slot of the set's key (see
 # redset.leases.lease_keys):

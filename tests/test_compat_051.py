@@ -147,7 +147,7 @@ def test_take_nonpositive_does_not_touch_server(r, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("the server was asked")
 
-    monkeypatch.setattr(type(s._io), "execute", boom)
+    monkeypatch.setattr(type(s._io), "run", boom)
     assert s.take(0) == []
     assert s.take(-1) == []
 

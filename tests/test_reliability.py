@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from redset import ScheduledSet, SortedSet
+from redset import ScheduledSet, SortedSet, scripts
 from redset.exceptions import PopOutcomeUnknown
 
 from .conftest import client_kwargs
@@ -59,7 +59,7 @@ def test_scheduled_pop_cut_is_not_resent(r, proxied):
     s.add_many(["a", "b"], [time.time() - 5, time.time() - 4])
     s.available()  # warm the connection
     assert s.take(0) == []
-    s._prepare_pop()
+    client.script_load(scripts.POP_DUE)  # the cut is to hit the pop itself
     r.config_resetstat()
     proxy.cut_after(b"EVALSHA")
     with pytest.raises(PopOutcomeUnknown):

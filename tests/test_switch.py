@@ -49,11 +49,11 @@ class Wrapper:
 
 
 @pytest.mark.parametrize("cls", [SortedSet, TimeSortedSet, ScheduledSet])
-def test_client_transport_through_a_wrapper(r, cls):
-    from redset._transport import ClientTransport
+def test_client_driver_through_a_wrapper(r, cls):
+    from redset._io.sync import ClientDriver
 
     s = cls(Wrapper(r), "q")
-    assert isinstance(s._io, ClientTransport)
+    assert isinstance(s._io, ClientDriver)
     assert s.add_many(["b", "a", "c"], [2, 1, 3]) == 3
     assert s.add("d", 4) == 4
     assert len(s) == 4 and "a" in s and s.score("b") == 2.0

@@ -1,0 +1,215 @@
+"""Plans that add: ``add``, ``add_many`` with its window of chunks, wake-ups.
+
+Waking blocked consumers: consumers that cannot block on the set itself
+(leased takes, and every ScheduledSet wait) register in ``{name}:waiters``
+(token -> end of the wait) and block on the list ``{name}:wake``. A producer
+asks, after its add, how many live waiters there are (a read) and pushes
+that many tokens only if there are any, so an add costs no write when nobody
+waits. A waiter registers before it looks for work one last time, so an add
+either comes before that look or sees the registration.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, Deque, Iterable, List, Optional, Tuple
+
+from redis.exceptions import ResponseError
+
+from redset import scripts
+from redset._core.calls import call, call_many, retry_delay, script
+from redset._core.config import Chunk, SetConfig
+from redset._core.errors import named_error
+from redset._core.steps import NETWORK_ERRORS, RECV_RAW, SAFE, Cmd, NotSent, Plan, Send, Sleep
+
+__all__ = ["add", "add_many", "wake", "WAKE_TOKEN_TTL_MS"]
+
+log = logging.getLogger("redset.sets")
+
+# How many ZADD chunks may be in flight while the next is encoded.
+ADD_WINDOW = 8
+#: Milliseconds a wake token outlives the last push (tokens of waiters that
+#: gave up must not pile up).
+WAKE_TOKEN_TTL_MS = 10000
+_WAKE_ERRORS = (ResponseError,) + NETWORK_ERRORS
+
+
+def waiting_query(cfg: SetConfig) -> Tuple[Any, ...]:
+    """How many consumers wait for work now (a read)."""
+    return ("ZCOUNT", cfg._waiters_key, cfg._wire_impl.format_score(time.time()), "+inf")
+
+
+def wake(cfg: SetConfig, count: int) -> Plan[None]:
+    """Wake up to ``count`` blocked consumers, if any wait (best effort)."""
+    try:
+        waiting = int((yield from call(cfg._wire_impl, waiting_query(cfg))))
+    except _WAKE_ERRORS as exc:
+        log.warning("items were added to %s, but waking blocked consumers failed: %s", cfg.name, exc)
+        return
+    if waiting:
+        yield from push_wake(cfg, waiting, count)
+
+
+def push_wake(cfg: SetConfig, waiting: int, count: int) -> Plan[None]:
+    """Leave one token per waiter to wake (at most ``waiting``) on the wake list.
+
+    Best effort, after the add succeeded: the add must not be reported as
+    failed because its wake-up was refused (a server at maxmemory takes the
+    ZADD that crosses the limit and refuses the RPUSH after it). A consumer
+    that misses a wake-up still wakes at its next due time, lease expiry or
+    wait slice. Tokens left by waiters that gave up expire with the list.
+    """
+    tokens = max(1, min(waiting, count))
+    try:
+        yield from call_many(cfg._wire_impl, (
+            ("RPUSH", cfg._wake_key) + (1,) * tokens,
+            ("LTRIM", cfg._wake_key, -waiting, -1),
+            ("PEXPIRE", cfg._wake_key, WAKE_TOKEN_TTL_MS),
+        ))
+    except _WAKE_ERRORS as exc:
+        log.warning("items were added to %s, but waking blocked consumers failed: %s", cfg.name, exc)
+
+
+def add(cfg: SetConfig, item: Any, score: Any, flags: Tuple[bytes, ...]) -> Plan[Any]:
+    """Add one item; return the score used."""
+    if score is None:
+        score = cfg.scorer(item)
+    wire = cfg._wire_impl
+    encoded_score = wire.format_score(score)
+    member = wire.encode_member(cfg._codec, cfg._dumps, item)
+    if cfg.leased:
+        yield from add_unless_inflight(cfg, flags, [encoded_score, member])
+        yield from wake(cfg, 1)
+    else:
+        # The add and the question "does any consumer wait?" in one round
+        # trip; the wake list is written only when one does.
+        replies = yield from call_many(
+            wire, (("ZADD", cfg._key) + flags + (encoded_score, member), waiting_query(cfg)))
+        if int(replies[1]):
+            yield from push_wake(cfg, int(replies[1]), 1)
+    return score
+
+
+def add_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], pairs: List[Any]) -> Plan[int]:
+    keys = (cfg._key, cfg._lease_keys[1])
+    return int((yield from script(cfg._wire_impl, scripts.ADD_UNLESS_INFLIGHT, keys, [b" ".join(flags)] + pairs)))
+
+
+def add_many(cfg: SetConfig, items: Iterable[Any], scores: Optional[Iterable[Any]],
+             flags: Tuple[bytes, ...]) -> Plan[int]:
+    """Add every item, chunked; return the number of new members."""
+    chunks = cfg._chunks(items, scores)
+    if cfg.leased:
+        added = yield from _add_many_unless_inflight(cfg, flags, chunks)
+    else:
+        added = yield from zadd_window(cfg, flags, chunks)
+    if added or flags != (b"NX",):
+        # New members, or scores that may have moved earlier: tell waiters.
+        yield from wake(cfg, added or 1)
+    return added
+
+
+def _add_many_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk]) -> Plan[int]:
+    wire = cfg._wire_impl
+    added = 0
+    sent = 0
+    for items, scores, offset in chunks:
+        pairs: List[Any] = []
+        for i in range(len(items)):
+            pairs.append(wire.format_score(scores[i], offset + i, sent))
+            pairs.append(wire.encode_member(cfg._codec, cfg._dumps, items[i], offset + i, sent))
+        added += yield from add_unless_inflight(cfg, flags, pairs)
+        sent += len(items)
+    return added
+
+
+def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk]) -> Plan[int]:
+    """ZADD every chunk with up to :data:`ADD_WINDOW` chunks in flight.
+
+    Encoding a chunk overlaps the server's work on earlier ones. A chunk is
+    encoded whole before any byte of it is sent. ZADD is idempotent, so after
+    a lost connection every chunk not yet acknowledged is re-sent. (The count
+    of new members then misses those whose first ZADD applied but whose reply
+    was lost.)
+    """
+    wire = cfg._wire_impl
+    key, codec, dumps = cfg._key, cfg._codec, cfg._dumps
+    pack = wire.pack_zadd
+    total = 0  # members the server reported as added
+    acked = 0  # items of chunks whose reply arrived
+    unacked = 0  # items of chunks in flight
+    attempt = 0
+    inflight: Deque[Tuple[Cmd, int, List[Any]]] = deque()  # (command, item count, args for errors)
+    server_error: Optional[BaseException] = None
+    input_error: Optional[BaseException] = None
+    it = iter(chunks)
+    exhausted = False
+    while True:
+        try:
+            while not exhausted and input_error is None and server_error is None \
+                    and len(inflight) < ADD_WINDOW:
+                chunk = next(it, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                items, scores, offset = chunk
+                try:
+                    data = pack(key, flags, items, scores, codec, dumps, offset, acked + unacked)
+                except Exception as exc:  # bad input: stop sending, settle what is in flight
+                    input_error = exc
+                    break
+                cmd = Cmd(data, make_args=_zadd_args(wire, key, flags, items, scores, codec, dumps, offset))
+                inflight.append((cmd, len(items), ["ZADD", key]))
+                unacked += len(items)
+                yield Send([cmd])
+            if not inflight:
+                break
+            reply = yield RECV_RAW
+            _, n, args = inflight.popleft()
+            unacked -= n
+            acked += n
+            if isinstance(reply, ResponseError):
+                server_error = server_error or named_error(reply, args)
+            else:
+                total += int(reply)
+        except (NotSent,) + NETWORK_ERRORS as exc:
+            error = _unwrap(exc)
+            while True:
+                delay = retry_delay(attempt, error)
+                if delay is None:
+                    raise error from None
+                attempt += 1
+                yield Sleep(delay)
+                if not inflight:
+                    break
+                try:
+                    yield Send([c for c, _, _ in inflight])
+                    break
+                except (NotSent,) + NETWORK_ERRORS as again:
+                    error = _unwrap(again)
+    if input_error is not None:
+        raise input_error
+    if server_error is not None:
+        raise server_error
+    return total
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    return exc.error if isinstance(exc, NotSent) else exc
+
+
+def _zadd_args(wire: Any, key: bytes, flags: Tuple[bytes, ...], items: Any, scores: Any, codec: int,
+               dumps: Any, offset: int) -> Any:
+    """The arguments of a chunk's ZADD, for drivers that call ``execute_command``."""
+    def make() -> List[Any]:
+        args: List[Any] = ["ZADD", key]
+        args.extend(flags)
+        for i in range(len(items)):
+            args.append(wire.format_score(scores[i], offset + i))
+            args.append(wire.encode_member(codec, dumps, items[i], offset + i))
+        return args
+    return make
+
+
+__all__ += ["SAFE"]

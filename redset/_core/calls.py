@@ -1,0 +1,152 @@
+"""Plans for one round trip and its policy: what is re-sent, what is unknown.
+
+Every command redset sends goes through one of these, so the rules live
+once: commands that are safe to repeat are re-sent after a lost connection
+(twice, with a short backoff) and wait out a server that is loading its
+dataset; a pop is never re-sent (:class:`PopOutcomeUnknown`) and neither is a
+lease settle (:class:`OutcomeUnknown`); a script the server lacks is loaded
+and called again (NOSCRIPT means it did not run).
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, List, Optional, Sequence, Tuple
+
+from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
+
+from redset import scripts
+from redset._core.steps import (
+    NETWORK_ERRORS, ONCE, POP, POPS, RECV_RAW, SAFE, Cmd, NotSent, Plan, Recv, Send, Sleep,
+)
+from redset._core.errors import name_of, named_error
+from redset.exceptions import OutcomeUnknown, PopOutcomeUnknown
+
+__all__ = ["call", "call_many", "script", "pop", "retry_delay", "lost", "is_noscript"]
+
+# Re-sends of idempotent commands after a connection error, with backoff.
+SAFE_RETRIES = 2
+RETRY_BACKOFF = 0.05
+# A server loading its dataset (after a restart) answers -LOADING: safe
+# commands wait for it, polling, up to LOADING_RETRIES * LOADING_POLL s.
+LOADING_RETRIES = 100
+LOADING_POLL = 0.1
+# How often a script call reloads the script after NOSCRIPT.
+NOSCRIPT_RELOADS = 3
+
+
+def retry_delay(attempt: int, exc: BaseException) -> Optional[float]:
+    """Seconds to wait before re-sending a command that is safe to repeat,
+    or None to give up. ``attempt`` counts the re-sends so far."""
+    if isinstance(exc, BusyLoadingError):
+        return LOADING_POLL if attempt < LOADING_RETRIES else None
+    if attempt >= SAFE_RETRIES:
+        return None
+    return RETRY_BACKOFF * (attempt + 1)
+
+
+def is_noscript(exc: BaseException) -> bool:
+    """True for the NOSCRIPT error (redis-py turns it into NoScriptError)."""
+    return isinstance(exc, NoScriptError) or str(exc).startswith("NOSCRIPT")
+
+
+def lost(kind: int, args: Sequence[Any], exc: BaseException, what: str = "the items",
+         label: Optional[str] = None) -> BaseException:
+    """The exception for a connection lost after a never-re-sent command was sent."""
+    op, key = name_of(args, label)
+    if kind == POPS:
+        return PopOutcomeUnknown(
+            "connection lost during %s on %r: the server may or may not have removed %s, "
+            "which were not delivered; not retried" % (op, key, what), key)
+    return OutcomeUnknown(
+        "connection lost during %s on %r after it was sent: it may or may not have been "
+        "applied; not retried" % (op, key), key)
+
+
+def call_many(wire: ModuleType, commands: Sequence[Sequence[Any]], kind: int = SAFE,
+              label: Optional[str] = None) -> Plan[List[Any]]:
+    """Send ``commands`` in one write and return their replies.
+
+    The first error reply is raised once every reply was read (so the
+    connection stays clean), as redis-py's class, naming the key.
+    """
+    cmds = [Cmd(wire.pack_command(args), args) for args in commands]
+    first = commands[0]
+    attempt = 0
+    while True:
+        try:
+            yield Send(cmds)
+            replies = []
+            for _ in cmds:
+                replies.append((yield RECV_RAW))
+        except NotSent as exc:
+            raise exc.error
+        except NETWORK_ERRORS as exc:
+            if kind != SAFE:
+                raise lost(kind, first, exc, label=label) from exc
+            delay = retry_delay(attempt, exc)
+            if delay is None:
+                raise
+            attempt += 1
+            yield Sleep(delay)
+            continue
+        for args, reply in zip(commands, replies):
+            if isinstance(reply, ResponseError):
+                raise named_error(reply, args, label)
+        return replies
+
+
+def call(wire: ModuleType, args: Sequence[Any], kind: int = SAFE, label: Optional[str] = None) -> Plan[Any]:
+    """Send one command and return its reply (see :func:`call_many`)."""
+    replies = yield from call_many(wire, (args,), kind, label)
+    return replies[0]
+
+
+def script(wire: ModuleType, source: str, keys: Sequence[Any], args: Sequence[Any],
+           kind: int = SAFE) -> Plan[Any]:
+    """Run a script by SHA, loading it first if the server lacks it.
+
+    NOSCRIPT means the script did not run, so loading and calling again is
+    safe whatever the kind. The cache can be lost again between the load and
+    the call (a restart or failover while a retry is under way), so this is a
+    bounded loop, not one reload.
+    """
+    cmd = ["EVALSHA", scripts.sha1(source), len(keys)] + list(keys) + list(args)
+    label = scripts.name_of(source)
+    for _ in range(NOSCRIPT_RELOADS):
+        try:
+            return (yield from call(wire, cmd, kind, label))
+        except ResponseError as exc:
+            if not is_noscript(exc):
+                raise
+        yield from call(wire, ("SCRIPT", "LOAD", source))
+    return (yield from call(wire, cmd, kind, label))
+
+
+def pop(wire: ModuleType, args: Sequence[Any], codec: int, loads: Any,
+        source: Optional[str] = None) -> Plan[Tuple[List[Any], List[Tuple[bytes, BaseException]]]]:
+    """Run one pop (ZPOPMIN, or the script ``source`` called by ``args``) and
+    return ``(items, failures)``: the members decoded, and the raw bytes and
+    error of each that failed to decode.
+
+    :raises PopOutcomeUnknown: the connection failed after the pop was sent.
+    """
+    label = None if source is None else scripts.name_of(source)
+    cmd = [Cmd(wire.pack_command(args), args)]
+    for attempt in range(NOSCRIPT_RELOADS + 1):
+        try:
+            yield Send(cmd)
+            reply = yield Recv(POP, codec, loads)
+        except NotSent as exc:
+            raise exc.error
+        except NETWORK_ERRORS as exc:
+            raise lost(POPS, args, exc, label=label) from exc
+        if not isinstance(reply, ResponseError):
+            items, failures = reply
+            return items, failures
+        if source is None or not is_noscript(reply) or attempt == NOSCRIPT_RELOADS:
+            raise named_error(reply, args, label)
+        yield from call(wire, ("SCRIPT", "LOAD", source))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ += ["SAFE", "ONCE", "POPS"]

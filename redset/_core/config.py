@@ -1,0 +1,282 @@
+"""What a set is, apart from any I/O: its keys, codec, policies and input checks.
+
+:class:`SetConfig` is the base of the sync facade (:mod:`redset.sets`) and
+the asyncio one (:mod:`redset.asyncio`); the plans in :mod:`redset._core`
+read a set's configuration from it.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from types import ModuleType
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from redset import _wire
+from redset.serializers import CODEC_CUSTOM, CODEC_DEFAULT, codec_of
+
+__all__ = ["SetConfig", "lease_keys", "new_token", "DEFAULT_CHUNK_SIZE"]
+
+# A chunk of input for add_many: (items, scores, index of items[0] in the input).
+Chunk = Tuple[Sequence[Any], Sequence[Any], int]
+
+#: Items per ZADD command in :meth:`SortedSet.add_many`.
+DEFAULT_CHUNK_SIZE = 1000
+
+_DUPLICATE_POLICIES = {
+    "update": (False, False, False, False),  # replace the score (plain ZADD)
+    "keep": (True, False, False, False),  # keep the first score (ZADD NX)
+    "max": (False, False, True, False),  # keep the higher score (ZADD GT)
+    "min": (False, False, False, True),  # keep the lower score (ZADD LT)
+}
+_DECODE_ERROR_POLICIES = ("skip", "raise")
+
+
+def _default_scorer(item: Any) -> float:
+    return 0
+
+
+def _time_scorer(item: Any) -> float:
+    return time.time()
+
+
+def _zadd_flags(nx: bool, xx: bool, gt: bool, lt: bool) -> Tuple[bytes, ...]:
+    """Check a combination of ZADD flags and return them as arguments.
+
+    :raises ValueError: for combinations the server rejects.
+    """
+    if nx and (xx or gt or lt):
+        raise ValueError("nx cannot be combined with xx, gt or lt")
+    if gt and lt:
+        raise ValueError("gt and lt cannot be combined")
+    flags = []
+    if nx:
+        flags.append(b"NX")
+    if xx:
+        flags.append(b"XX")
+    if gt:
+        flags.append(b"GT")
+    if lt:
+        flags.append(b"LT")
+    return tuple(flags)
+
+
+
+def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
+    """Return the keys ``(main, inflight, leases, counts, dead)`` of a set.
+
+    They share the main key's hash slot: when ``name`` has a hash tag
+    (``{...}``) the suffixes keep it; otherwise the companions are tagged
+    with the whole name (``{name}:inflight`` hashes like ``name``). A name
+    with a ``}`` but no valid tag (``{}x``) cannot be tagged that way; its
+    companions are plain suffixes, which work on one server but may land in
+    other slots on a cluster: give such a set a hash tag.
+    """
+    start = name.find("{")
+    end = name.find("}", start + 1) if start >= 0 else -1
+    tagged = start >= 0 and end > start + 1
+    base = name if (tagged or "}" in name) else "{%s}" % name
+    return (name, base + ":inflight", base + ":leases", base + ":deliveries", base + ":dead")
+
+
+def new_token() -> str:
+    """A random token naming one leased take or one waiter."""
+    return os.urandom(12).hex()
+
+
+class SetConfig:
+    """The configuration of one set, shared by the sync and asyncio classes.
+
+    :param redis_client: a redis-py ``Redis`` (RESP2 or RESP3, any
+        ``decode_responses``), or any object with its interface.
+    :param name: the key of the sorted set.
+    :param scorer: ``scorer(item) -> number``, used when no score is given.
+        Default: 0 for every item (:class:`TimeSortedSet`: the time of add).
+    :param serializer: an object with ``dumps``/``loads`` (see
+        :mod:`redset.serializers`). Default: items go in as redis-py would send
+        them (str, bytes, int, float) and come back as ``str``.
+    :param lock_timeout: timeout of :attr:`lock` (see :class:`~redset.locks.Lock`).
+    :param lock_expires: expiry of :attr:`lock`.
+    :param duplicates: what adding a member that is already present does, for
+        every add of this set: ``"update"`` (take the new score), ``"keep"``
+        (keep the first score, ``ZADD NX``), ``"max"``/``"min"`` (keep the
+        higher/lower score, ``ZADD GT``/``LT``). Default ``None``: ``add``
+        updates (as in 0.5.1) and ``add_many`` keeps. Flags passed to a call
+        win over the policy.
+    :param on_decode_error: what ``pop``/``take``/``drain`` do with a member
+        the serializer cannot load: ``"skip"`` (log it and go on, the 0.5.1
+        default) or ``"raise"`` (:class:`~redset.exceptions.DeserializationError`
+        carrying the items that did load and the raw ones that did not).
+    :param dead_letter_key: a sorted set where members that fail to load are
+        moved with their raw bytes (scored by the time of failure) before
+        being skipped or raised, so nothing is lost silently.
+    :param chunk_size: items per ``ZADD`` in :meth:`add_many`.
+    :param max_deliveries: with leases, how many times an item is delivered
+        before an expiry or nack moves it to the dead-letter set (default:
+        unlimited).
+    :param leased: this set is consumed with leases: adds skip items that
+        are in flight (so an item being worked on is not queued twice), and
+        adds wake consumers blocked in ``take(..., lease=..., timeout=...)``.
+    """
+
+    _default_scorer: Callable[[Any], float] = staticmethod(_default_scorer)
+    #: Only items whose score is <= now may be popped (ScheduledSet).
+    _due_only = False
+
+    def __init__(
+        self,
+        name: str,
+        scorer: Optional[Callable[[Any], float]] = None,
+        serializer: Any = None,
+        *,
+        duplicates: Optional[str] = None,
+        on_decode_error: str = "skip",
+        dead_letter_key: Optional[str] = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_deliveries: Optional[int] = None,
+        leased: bool = False,
+    ) -> None:
+        if duplicates is not None and duplicates not in _DUPLICATE_POLICIES:
+            raise ValueError(
+                "duplicates must be one of %s, not %r" % (", ".join(_DUPLICATE_POLICIES), duplicates)
+            )
+        if on_decode_error not in _DECODE_ERROR_POLICIES:
+            raise ValueError("on_decode_error must be 'skip' or 'raise', not %r" % (on_decode_error,))
+        chunk_size = int(chunk_size)
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1, got %d" % chunk_size)
+        if max_deliveries is not None and int(max_deliveries) < 1:
+            raise ValueError("max_deliveries must be >= 1, got %r" % (max_deliveries,))
+        self._name = name
+        self._key = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+        self._wire_impl: ModuleType = _wire.impl
+        self.scorer = scorer or self._default_scorer
+        self.serializer = serializer
+        self.duplicates = duplicates
+        self.on_decode_error = on_decode_error
+        self.dead_letter_key = dead_letter_key
+        self.chunk_size = chunk_size
+        self.max_deliveries = None if max_deliveries is None else int(max_deliveries)
+        self.leased = bool(leased)
+        self._lease_keys = lease_keys(name if isinstance(name, str) else self._key.decode("utf-8", "replace"))
+        base = self._lease_keys[1].rsplit(":", 1)[0]
+        self._wake_key = base + ":wake"
+        self._waiters_key = base + ":waiters"
+
+    @property
+    def name(self) -> str:
+        """The key of this set in Redis."""
+        return self._name
+
+    @property
+    def serializer(self) -> Any:
+        """The serializer (assignable; the codec follows)."""
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, serializer: Any) -> None:
+        self._serializer = serializer
+        self._set_codec()
+
+    @property
+    def _wire(self) -> ModuleType:
+        """The codec module (compiled or pure) this set uses."""
+        return self._wire_impl
+
+    @_wire.setter
+    def _wire(self, module: ModuleType) -> None:
+        self._wire_impl = module
+        self._driver_changed()
+
+    def _driver_changed(self) -> None:
+        """Hook: the client or the codec changed (the facades drop their driver)."""
+
+    def _set_codec(self) -> None:
+        serializer = getattr(self, "_serializer", None)
+        dumps = getattr(serializer, "dumps", None)
+        loads = getattr(serializer, "loads", None)
+        if serializer is None or (dumps is None and loads is None):
+            self._codec, self._dumps, self._loads = CODEC_DEFAULT, None, None
+            return
+        if dumps is not None and loads is not None:
+            codec, dumps, loads = codec_of(serializer)
+        else:
+            codec = CODEC_CUSTOM
+        if codec == CODEC_CUSTOM:
+            if dumps is None:
+                dumps = _identity
+            if loads is None:
+                loads = _utf8
+            elif not getattr(serializer, "loads_bytes", False):
+                # 0.5.1 handed loads() the member decoded to str (its
+                # "str_from_redis"); a member that is not UTF-8 then fails to
+                # load and goes through the decode-error policy.
+                user_loads = loads
+                loads = lambda raw: user_loads(raw.decode("utf-8"))  # noqa: E731
+        self._codec, self._dumps, self._loads = codec, dumps, loads
+
+    def _flags(self, nx: Optional[bool], xx: bool, gt: bool, lt: bool, default: str) -> Tuple[bytes, ...]:
+        if nx is None and not (xx or gt or lt):
+            nx, xx, gt, lt = _DUPLICATE_POLICIES[self.duplicates or default]
+        return _zadd_flags(bool(nx), xx, gt, lt)
+
+    def _flags(self, nx: Optional[bool], xx: bool, gt: bool, lt: bool, default: str) -> Tuple[bytes, ...]:
+        if nx is None and not (xx or gt or lt):
+            nx, xx, gt, lt = _DUPLICATE_POLICIES[self.duplicates or default]
+        return _zadd_flags(bool(nx), xx, gt, lt)
+
+    def _dump(self, item: Any) -> bytes:
+        return self._wire_impl.encode_member(self._codec, self._dumps, item)
+
+    def _load(self, raw: Any) -> Any:
+        if type(raw) is str:
+            raw = raw.encode("utf-8")
+        return self._wire_impl.decode_member(self._codec, self._loads, raw)
+
+    def _chunks(self, items: Iterable[Any], scores: Optional[Iterable[Any]]) -> Iterator[Chunk]:
+        size = self.chunk_size
+        offset = 0
+        if scores is None:
+            scorer = self.scorer
+            it = iter(items)
+            while True:
+                chunk = list(itertools.islice(it, size))
+                if not chunk:
+                    return
+                yield chunk, [scorer(item) for item in chunk], offset
+                offset += len(chunk)
+        if isinstance(items, (list, tuple)) and isinstance(scores, (list, tuple)):
+            for start in range(0, len(items), size):
+                yield items[start:start + size], scores[start:start + size], start
+            return
+        missing = object()
+        pairs = itertools.zip_longest(items, scores, fillvalue=missing)
+        while True:
+            chunk_pairs = list(itertools.islice(pairs, size))
+            if not chunk_pairs:
+                return
+            chunk_items = [p[0] for p in chunk_pairs]
+            chunk_scores = [p[1] for p in chunk_pairs]
+            if missing in chunk_items or missing in chunk_scores:
+                raise ValueError("items and scores differ in length (after %d items)"
+                                 % (offset + min(chunk_items.index(missing) if missing in chunk_items
+                                                 else len(chunk_items),
+                                                 chunk_scores.index(missing) if missing in chunk_scores
+                                                 else len(chunk_scores))))
+            yield chunk_items, chunk_scores, offset
+            offset += len(chunk_items)
+
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def _utf8(raw: bytes) -> str:
+    return raw.decode("utf-8")
+
+
+class TimeScored:
+    """Mixin: the default score is the time of add."""
+
+    _default_scorer = staticmethod(_time_scorer)

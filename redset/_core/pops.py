@@ -1,0 +1,188 @@
+"""Plans that pop: ``take`` (plain, blocking, leased), ``drain``, and the
+waits of consumers that cannot block on the set itself."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, List, Optional, Sequence, Tuple
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from redset import scripts
+from redset._core.calls import call, call_many, pop
+from redset._core.config import SetConfig, new_token
+from redset._core.drain import pop_batches
+from redset._core.failures import handle_failures
+from redset._core import leasing
+from redset._core.steps import POPS, Plan, Sleep
+
+__all__ = ["take", "drain", "SERVER_TICK"]
+
+log = logging.getLogger("redset.sets")
+
+Failures = List[Tuple[bytes, BaseException]]
+
+#: Seconds: how late a server may time out a blocking command (one cron tick
+#: at hz 10, plus margin).
+SERVER_TICK = 0.12
+
+
+def pop_request(cfg: SetConfig, num: int) -> Sequence[Any]:
+    """The command that pops ``num`` items (ZPOPMIN, or the due-pop script)."""
+    if cfg._due_only:
+        return ("EVALSHA", _POP_DUE_SHA, 1, cfg._key, cfg._wire_impl.format_score(time.time()), num)
+    return ("ZPOPMIN", cfg._key, num)
+
+
+def pop_items(cfg: SetConfig, num: int) -> Plan[Tuple[List[Any], int]]:
+    """Pop up to ``num`` items; return them and how many failed to load."""
+    items, failures = yield from pop(cfg._wire_impl, pop_request(cfg, num), cfg._codec, cfg._loads,
+                                     scripts.POP_DUE if cfg._due_only else None)
+    if failures:
+        yield from handle_failures(cfg, items, failures)
+    return items, len(failures)
+
+
+def take(cfg: SetConfig, num: int, timeout: Optional[float], lease: Optional[float],
+         read_timeout: Optional[float], lease_handle: Any = None) -> Plan[List[Any]]:
+    """Pop (or lease) up to ``num`` items, waiting up to ``timeout`` for some."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if lease is not None:
+            items, skipped = yield from leasing.lease_take(cfg, num, lease, lease_handle)
+        else:
+            items, skipped = yield from pop_items(cfg, num)
+        if not items and skipped:
+            # Everything popped failed to load and was skipped: the set may
+            # still hold items, so "empty" would be a lie. Pop again.
+            continue
+        if items or deadline is None:
+            return items
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return items
+        if lease is not None or cfg._due_only:
+            yield from sleep_until_work(cfg, remaining, lease is not None, read_timeout)
+            continue
+        items = yield from _block(cfg, num, slice_under(remaining, read_timeout))
+        if items:
+            return items
+
+
+def slice_under(remaining: float, read_timeout: Optional[float]) -> float:
+    """A wait that stays under the client's read timeout."""
+    if read_timeout:
+        # The server may answer a blocking command up to one cron tick after
+        # its timeout.
+        remaining = min(remaining, max(0.01, read_timeout * 0.8 - SERVER_TICK))
+    return remaining
+
+
+def _block(cfg: SetConfig, num: int, wait: float) -> Plan[List[Any]]:
+    wire = cfg._wire_impl
+    reply = yield from call(wire, ("BZPOPMIN", cfg._key, timeout_arg(wait)), POPS)
+    if not reply:
+        return []
+    # [key, member, score] -> the ZPOPMIN shape, then fill the batch.
+    first = [reply[1], reply[2]]
+    if num > 1:
+        more = yield from call(wire, ("ZPOPMIN", cfg._key, num - 1), POPS)
+        first.extend(_flatten_pairs(more))
+    failures: Failures = []
+    items = wire.decode_items(first, cfg._codec, cfg._loads, failures, True)
+    if failures:
+        yield from handle_failures(cfg, items, failures)
+    return items  # type: ignore[no-any-return]
+
+
+def sleep_until_work(cfg: SetConfig, remaining: float, include_inflight: bool,
+                     read_timeout: Optional[float]) -> Plan[None]:
+    """Block on the wake list until work may be available.
+
+    Work is a new item (a producer pushes the wake list), the next item
+    becoming due (ScheduledSet), or the next lease expiring. The consumer
+    registers as a waiter first, then looks for work: an add that this look
+    misses sees the registration and pushes a wake token.
+    """
+    wire = cfg._wire_impl
+    now = time.time()
+    wait = remaining
+    due_limited = False
+    token = new_token()
+    commands: List[Sequence[Any]] = [
+        ("ZREMRANGEBYSCORE", cfg._waiters_key, "-inf", wire.format_score(now)),
+        ("ZADD", cfg._waiters_key, repr(now + slice_under(remaining, read_timeout) + SERVER_TICK), token),
+        ("ZRANGE", cfg._key, 0, 0, "WITHSCORES"),
+    ]
+    if include_inflight:
+        commands.append(("ZRANGE", cfg._lease_keys[1], 0, 0, "WITHSCORES"))
+    try:
+        replies = yield from call_many(wire, commands)
+        for i, reply in enumerate(replies[2:]):
+            pairs = wire.decode_scored(reply)
+            if not pairs:
+                continue
+            if i == 0 and not cfg._due_only:
+                return  # an item is waiting: no need to sleep
+            if pairs[0][1] - now < wait:
+                wait = max(0.0, pairs[0][1] - now)
+                due_limited = True
+        if wait <= 0.0005:
+            return
+        until = time.monotonic() + wait
+        if due_limited:
+            # Servers time blocking commands out on their cron tick (100 ms
+            # at the default hz), too coarse to wake on a due time: block on
+            # the server until shortly before it, then sleep the rest here.
+            server_wait = slice_under(wait - SERVER_TICK, read_timeout)
+            if server_wait > 0.01:
+                if (yield from wait_for_signal(cfg, server_wait)):
+                    return  # a producer signalled
+            rest = until - time.monotonic()
+            if 0 < rest <= SERVER_TICK + 0.05:
+                yield Sleep(rest)
+            return
+        yield from wait_for_signal(cfg, slice_under(wait, read_timeout))
+    finally:
+        try:  # leave the waiters (best effort: an entry left behind expires)
+            yield from call(wire, ("ZREM", cfg._waiters_key, token))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.debug("could not unregister a waiter of %s: %s", cfg.name, exc)
+
+
+def wait_for_signal(cfg: SetConfig, seconds: float) -> Plan[bool]:
+    """Block on the wake list; True if a producer signalled.
+
+    Only a wake token can be lost here, never an item, so a read timeout or
+    a dropped connection just ends the wait: the caller looks for work again.
+    """
+    try:
+        return bool((yield from call(cfg._wire_impl, ("BLPOP", cfg._wake_key, timeout_arg(seconds)), POPS)))
+    except (RedisTimeoutError, RedisConnectionError) as exc:
+        log.debug("wait for work on %s ended early: %s", cfg.name, exc)
+        return False
+
+
+def drain(cfg: SetConfig, batch_size: int) -> Plan[None]:
+    """Deliver batches of items until the set is empty, the next pop in flight."""
+    wire = cfg._wire_impl
+    if cfg._due_only:
+        yield from call(wire, ("SCRIPT", "LOAD", scripts.POP_DUE))
+    yield from pop_batches(wire, lambda: pop_request(cfg, batch_size), batch_size, cfg._codec, cfg._loads,
+                           cfg._key, lambda items, failures: handle_failures(cfg, items, failures),
+                           "POP_DUE" if cfg._due_only else None)
+
+
+def timeout_arg(seconds: float) -> bytes:
+    """A blocking-command timeout: never 0, which would mean forever."""
+    return b"%.3f" % max(0.001, seconds)
+
+
+def _flatten_pairs(reply: Any) -> List[Any]:
+    if reply and type(reply[0]) is list:
+        return [x for pair in reply for x in pair]
+    return list(reply or [])
+
+
+_POP_DUE_SHA = scripts.sha1(scripts.POP_DUE)

@@ -1,0 +1,152 @@
+"""The requests a plan yields, and what a driver answers to each.
+
+A plan holds one connection for its whole run (the driver takes it at the
+first :class:`Send` and gives it back when the plan ends), so replies come
+back in the order the commands were sent.
+
+========================  ===================================================
+request                   the driver answers
+========================  ===================================================
+``Send(cmds)``            ``None`` once the commands are written
+``Recv(RAW)``             the next reply, members as bytes; an error reply is
+                          returned as a redis-py ``ResponseError`` *value*
+``Recv(POP, codec, ..)``  ``(items, failures)``: the next pop reply decoded.
+                          With ``ahead``, the driver calls ``ahead(count)``
+                          as soon as the reply's header shows how many
+                          members it holds, and sends the commands it
+                          returns at once, before the rest is read
+``Recv(PAIRS)``           ``[(member, score), ...]`` of the next pop reply,
+                          undecoded (to put items back)
+``Sleep(seconds)``        ``None`` after the pause
+``Drop()``                ``None``; the connection is closed (its state is
+                          unknown) and a new one is taken at the next Send
+``Deliver(value)``        ``None``; ``value`` was handed to the caller of an
+                          iterating plan (``drain``, the consumer loop).
+                          When that caller stops, :class:`StopDelivery` is
+                          thrown into the plan instead, which then finishes.
+========================  ===================================================
+
+Errors a driver throws into the plan, at the request that failed: the
+network error itself (redis-py's ``ConnectionError``/``TimeoutError``, or
+``OSError``) once anything may have been sent on the connection, and
+:class:`NotSent` when taking a connection failed, so nothing was sent.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Generator, Optional, Sequence, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = [
+    "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent",
+    "RAW", "POP", "PAIRS", "SAFE", "ONCE", "POPS", "NETWORK_ERRORS", "Plan",
+]
+
+T = TypeVar("T")
+#: A plan: yields requests, is sent their answers, returns a result.
+Plan = Generator[Any, Any, T]
+
+#: Errors that leave a command's outcome unknown once it was sent.
+NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# What a command may go through after a lost connection.
+SAFE = 0  #: re-sent (reads, ZADD NX, idempotent writes)
+ONCE = 1  #: never re-sent: OutcomeUnknown (lease settles)
+POPS = 2  #: never re-sent: PopOutcomeUnknown (it removes items)
+
+# How a reply is read.
+RAW = 0
+POP = 1
+PAIRS = 2
+
+
+class Cmd:
+    """One command: its RESP bytes for the direct drivers, its arguments for
+    the client fallback (built only when asked for)."""
+
+    __slots__ = ("packed", "_args", "_make_args")
+
+    def __init__(self, packed: bytes, args: Optional[Sequence[Any]] = None,
+                 make_args: Optional[Callable[[], Sequence[Any]]] = None) -> None:
+        self.packed = packed
+        self._args = args
+        self._make_args = make_args
+
+    @property
+    def args(self) -> Sequence[Any]:
+        """The command's arguments (``execute_command(*args)``)."""
+        if self._args is None:
+            assert self._make_args is not None
+            self._args = self._make_args()
+        return self._args
+
+    def __repr__(self) -> str:
+        return "<Cmd %r>" % (self.packed[:60],)
+
+
+class Send:
+    """Write these commands, in one write, on the plan's connection."""
+
+    __slots__ = ("cmds",)
+
+    def __init__(self, cmds: Sequence[Cmd]) -> None:
+        self.cmds = cmds
+
+
+class Recv:
+    """Read the next reply, in one of the modes RAW, POP, PAIRS."""
+
+    __slots__ = ("mode", "codec", "loads", "ahead")
+
+    def __init__(self, mode: int, codec: int = 0, loads: Optional[Callable[[Any], Any]] = None,
+                 ahead: Optional[Callable[[int], Optional[Sequence[Cmd]]]] = None) -> None:
+        self.mode = mode
+        self.codec = codec
+        self.loads = loads
+        self.ahead = ahead
+
+
+class Sleep:
+    """Pause for ``seconds`` (the plan computed how long)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Drop:
+    """Close the plan's connection: what is left on it is of no use."""
+
+    __slots__ = ()
+
+
+class Deliver:
+    """Hand ``value`` to the caller of an iterating plan."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class StopDelivery(Exception):
+    """Thrown into an iterating plan when its caller stops taking values."""
+
+
+class NotSent(Exception):
+    """Taking a connection failed: nothing of the request was sent.
+
+    ``error`` is the driver's exception, which the plan raises unless it
+    retries.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+RECV_RAW = Recv(RAW)
+RECV_PAIRS = Recv(PAIRS)
+DROP = Drop()

@@ -1,0 +1,124 @@
+"""Reading pop replies, shared by the sync and asyncio drivers.
+
+:meth:`PopState.answer` is a small generator that says what it needs
+(``FILL``: more bytes from the socket into ``reader``; ``READ``: one reply
+from the connection's own parser; a list of commands: send them now) and
+returns the answer to a :class:`~redset._core.steps.Recv`. The drivers only
+do the I/O it asks for, each in its own way.
+"""
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any, Generator, List, Optional
+
+from redis.exceptions import ResponseError
+
+from redset._core.steps import PAIRS, POP, Recv
+
+try:  # redis-py 5+
+    from redis._parsers import BaseParser as _BaseParser
+except ImportError:  # pragma: no cover - redis-py 4.x
+    from redis.connection import BaseParser as _BaseParser
+
+__all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "reply_error", "server_error"]
+
+FILL = "fill"
+READ = "read"
+
+# redis-py 5+ made parse_error a classmethod; before, it was a plain method
+# that reads only the class's EXCEPTION_CLASSES.
+_PARSE_ERROR_IS_CLASSMETHOD = isinstance(inspect.getattr_static(_BaseParser, "parse_error"), classmethod)
+
+
+def server_error(message: str) -> ResponseError:
+    """The exception redis-py raises for this error reply (NoScriptError, ...)."""
+    parse: Any = _BaseParser.parse_error
+    if _PARSE_ERROR_IS_CLASSMETHOD:
+        return parse(message)  # type: ignore[no-any-return]
+    return parse(_BaseParser, message)  # type: ignore[no-any-return]  # pragma: no cover
+
+
+def reply_error(exc: ResponseError) -> ResponseError:
+    """An error reply a client raised, as the value a plan expects."""
+    return exc
+
+
+def as_bytes(value: Any) -> Any:
+    """Normalize a reply from a decoding client: str -> UTF-8 bytes, tuples -> lists."""
+    if type(value) is str:
+        return value.encode("utf-8")
+    if isinstance(value, (list, tuple)):
+        return [as_bytes(v) for v in value]
+    return value
+
+
+def pair_count(reply: Any) -> int:
+    """Number of members in a ZPOPMIN-shaped reply (flat pairs or nested)."""
+    if not reply:
+        return 0
+    if type(reply[0]) is list:
+        return len(reply)
+    return len(reply) // 2
+
+
+class PopState:
+    """The pop side of one plan's connection.
+
+    ``direct``: the socket can be read by redset (a redis-py connection whose
+    parser holds no bytes), so pop replies are parsed by the codec's
+    ``PopReader``; otherwise they are read with the connection's parser and
+    decoded afterwards.
+    """
+
+    __slots__ = ("wire", "direct", "view", "reader")
+
+    def __init__(self, wire: ModuleType, direct: bool, view: memoryview) -> None:
+        self.wire = wire
+        self.direct = direct
+        self.view = view
+        self.reader: Any = None
+
+    def dirty(self) -> bool:
+        """True if bytes arrived that no request asked for (do not reuse the connection)."""
+        return self.reader is not None and bool(self.reader.pending())
+
+    def answer(self, req: Recv) -> Generator[Any, Any, Any]:
+        """Produce the answer to ``req`` (mode POP or PAIRS), asking for I/O."""
+        wire = self.wire
+        if not self.direct:
+            reply = yield READ
+            if isinstance(reply, ResponseError):
+                return reply
+            if req.ahead is not None:
+                cmds = req.ahead(pair_count(reply))
+                if cmds:
+                    yield cmds
+            if req.mode == PAIRS:
+                return wire.decode_scored(reply)
+            failures: List[Any] = []
+            return wire.decode_items(reply, req.codec, req.loads, failures, True), failures
+        if self.reader is None:
+            self.reader = wire.PopReader(req.codec, req.loads, True)
+        reader = self.reader
+        raw: Optional[List[Any]] = [] if req.mode == PAIRS else None
+        failures = []
+        decided = req.ahead is None
+        while True:
+            if not decided:
+                count = reader.header()
+                if count >= 0:
+                    decided = True
+                    cmds = req.ahead(count)  # type: ignore[misc]
+                    if cmds:
+                        yield cmds
+            got = reader.gets(failures, raw)
+            if got is not False:
+                break
+            yield FILL
+        if isinstance(got, str):  # the codec's ErrorReply
+            return server_error(str(got))
+        if raw is not None:
+            return raw
+        assert req.mode == POP
+        return got, failures

@@ -1,0 +1,305 @@
+"""The sync drivers: run plans on a redis-py client, moving bytes only.
+
+:class:`SyncDriver` takes a connection from a redis-py client's own pool (so
+AUTH, db, TLS, client name and timeouts apply), writes the plan's packed RESP
+bytes and reads replies: pop replies straight from the socket into the
+codec's ``PopReader`` (which decodes members as it parses) when the
+connection's own parser holds nothing, anything else with redis-py's
+``read_response``. :class:`ClientDriver` runs the same plans through a
+client's public ``execute_command`` (fakeredis, wrappers): correct, not fast.
+
+What may be re-sent is the plan's business; a driver only closes a connection
+whose state is unknown: after a network error, and whenever an exception
+leaves the plan (a half-read reply would poison the next user).
+"""
+from __future__ import annotations
+
+import time
+from types import ModuleType
+from typing import Any, Iterator, List, Optional
+
+import redis
+
+from redset._core.steps import (
+    NETWORK_ERRORS, RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery,
+)
+from redset._io.replies import FILL, READ, PopState, as_bytes, reply_error
+
+def _joined(cmds: Any) -> bytes:
+    """One buffer for one write: redis-py writes each list element with its own sendall()."""
+    return cmds[0].packed if len(cmds) == 1 else b"".join([c.packed for c in cmds])
+
+
+__all__ = ["SyncDriver", "ClientDriver", "make_driver"]
+
+# Bytes per recv_into() of a pop reply: hiredis-sized reads, one buffer reused.
+_RECV_SIZE = 65536
+
+
+class _Driver:
+    """What both sync drivers share: stepping a plan."""
+
+    wire: ModuleType
+
+    def run(self, plan: Any) -> Any:
+        """Run a plan to its end and return its result."""
+        steps = self._drive(plan)
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+        steps.close()
+        raise RuntimeError("a plan delivered values to run(); use iterate()")
+
+    def iterate(self, plan: Any) -> Iterator[Any]:
+        """Run an iterating plan, yielding what it delivers."""
+        return self._drive(plan)
+
+    def socket_timeout(self) -> Optional[float]:
+        """The client's read timeout, which a blocking command must stay under."""
+        return None
+
+    def _drive(self, plan: Any) -> Any:
+        raise NotImplementedError
+
+
+class SyncDriver(_Driver):
+    """Drive a pooled redis-py connection with pre-encoded RESP bytes."""
+
+    def __init__(self, client: "redis.Redis", wire: ModuleType, socket_pops: bool) -> None:
+        self.client = client
+        self.pool = client.connection_pool
+        self.wire = wire
+        self.socket_pops = socket_pops
+        self._buffers: List[memoryview] = []
+        self._timeout: Any = False
+
+    # -- connections -------------------------------------------------------
+    def _acquire(self) -> Any:
+        single = getattr(self.client, "connection", None)
+        if single is not None:  # single_connection_client=True
+            return single
+        try:
+            return self.pool.get_connection()
+        except TypeError:  # redis-py < 5.3 requires a command name
+            return self.pool.get_connection("_")
+
+    def _release(self, conn: Any) -> None:
+        if conn is not getattr(self.client, "connection", None):
+            self.pool.release(conn)
+
+    def socket_timeout(self) -> Optional[float]:
+        # Read it off a connection: redis-py 8 applies a default read timeout
+        # (5 s) that is not in the pool's connection_kwargs.
+        if self._timeout is False:
+            conn = self._acquire()
+            try:
+                value = getattr(conn, "socket_timeout", None)
+            finally:
+                self._release(conn)
+            if value is None:
+                value = self.pool.connection_kwargs.get("socket_timeout")
+            self._timeout = float(value) if value else None
+        return self._timeout
+
+    def _buffer(self) -> memoryview:
+        try:
+            return self._buffers.pop()
+        except IndexError:  # first use, or plans running in several threads
+            return memoryview(bytearray(_RECV_SIZE))
+
+    # -- the plan loop ----------------------------------------------------------
+    def _drive(self, plan: Any) -> Any:
+        conn: Any = None
+        sock: Any = None
+        pops: Optional[PopState] = None
+        answer: Any = None
+        error: Optional[BaseException] = None
+        try:
+            while True:
+                try:
+                    req = plan.send(answer) if error is None else plan.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+                answer = error = None
+                kind = type(req)
+                if kind is Deliver:
+                    try:
+                        yield req.value
+                    except GeneratorExit:
+                        error = StopDelivery()
+                    continue
+                try:
+                    if kind is Send:
+                        if conn is None:
+                            try:
+                                conn = self._acquire()
+                            except NETWORK_ERRORS as exc:
+                                raise NotSent(exc) from exc
+                        conn.send_packed_command([_joined(req.cmds)], check_health=False)
+                    elif kind is Recv:
+                        if req.mode == RAW:
+                            answer = _read_raw(conn)
+                        else:
+                            if pops is None:
+                                sock = self._socket_of(conn)
+                                pops = PopState(self.wire, sock is not None, self._buffer())
+                            answer = self._read_pop(conn, sock, pops, req)
+                    elif kind is Sleep:
+                        time.sleep(req.seconds)
+                    elif kind is Drop:
+                        conn, pops = self._close(conn, pops)
+                    else:
+                        raise TypeError("a plan yielded %r" % (req,))
+                except NotSent as exc:
+                    error = exc
+                except NETWORK_ERRORS as exc:
+                    conn, pops = self._close(conn, pops)
+                    error = exc
+        except BaseException:
+            conn, pops = self._close(conn, pops)
+            raise
+        finally:
+            if conn is not None:
+                if pops is not None and pops.dirty():
+                    conn.disconnect()  # bytes no request asked for
+                self._release(conn)
+            if pops is not None and len(self._buffers) < 4:
+                self._buffers.append(pops.view)
+            plan.close()
+
+    @staticmethod
+    def _read_pop(conn: Any, sock: Any, pops: PopState, req: Recv) -> Any:
+        steps = pops.answer(req)
+        result: Any = None
+        while True:
+            try:
+                need = steps.send(result)
+            except StopIteration as done:
+                return done.value
+            result = None
+            if need is FILL:
+                n = sock.recv_into(pops.view)
+                if not n:
+                    raise redis.exceptions.ConnectionError("Connection closed by server.")
+                pops.reader.feed(pops.view[:n])
+            elif need is READ:
+                result = _read_raw(conn)
+            else:
+                conn.send_packed_command([_joined(need)], check_health=False)
+
+    def _close(self, conn: Any, pops: Optional[PopState]) -> Any:
+        if conn is not None:
+            conn.disconnect()
+            self._release(conn)
+        if pops is not None and len(self._buffers) < 4:
+            self._buffers.append(pops.view)
+        return None, None
+
+    def _socket_of(self, conn: Any) -> Any:
+        """The connection's socket if pops can be read from it directly, else None."""
+        if not self.socket_pops or conn is None:
+            return None
+        sock = getattr(conn, "_sock", None)
+        if sock is None or not hasattr(sock, "recv_into"):
+            return None
+        parser = getattr(conn, "_parser", None)
+        reader = getattr(parser, "_reader", None)  # hiredis: bytes read ahead would be lost
+        if reader is not None and hasattr(reader, "has_data") and reader.has_data():
+            return None
+        buffer = getattr(parser, "_buffer", None)  # redis-py's pure-Python parsers
+        if buffer is not None and hasattr(buffer, "unread_bytes") and buffer.unread_bytes():
+            return None
+        return sock
+
+
+def _read_raw(conn: Any) -> Any:
+    """Read one reply with redis-py's parser; an error reply is returned, not raised."""
+    try:
+        return conn.read_response(disable_decoding=True)
+    except redis.exceptions.ResponseError as exc:
+        return exc
+
+
+class ClientDriver(_Driver):
+    """Run plans through a client's public ``execute_command``.
+
+    Commands run one by one when their reply is asked for. Retries follow the
+    client's own configuration too, which for redis-py may re-send a pop
+    after a connection error: use a plain ``redis.Redis`` for the
+    at-most-once guarantee of :class:`SyncDriver`.
+    """
+
+    def __init__(self, client: Any, wire: ModuleType) -> None:
+        self.client = client
+        self.wire = wire
+
+    def _drive(self, plan: Any) -> Any:
+        queued: List[Any] = []  # commands sent, run when their reply is read
+        pops = PopState(self.wire, False, memoryview(b""))
+        answer: Any = None
+        error: Optional[BaseException] = None
+        try:
+            while True:
+                try:
+                    req = plan.send(answer) if error is None else plan.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+                answer = error = None
+                kind = type(req)
+                if kind is Deliver:
+                    try:
+                        yield req.value
+                    except GeneratorExit:
+                        error = StopDelivery()
+                    continue
+                try:
+                    if kind is Send:
+                        queued.extend(req.cmds)
+                    elif kind is Recv:
+                        if req.mode == RAW:
+                            answer = self._execute(queued.pop(0))
+                        else:
+                            answer = self._read_pop(queued, pops, req)
+                    elif kind is Sleep:
+                        time.sleep(req.seconds)
+                    elif kind is Drop:
+                        queued.clear()
+                except NETWORK_ERRORS as exc:
+                    queued.clear()
+                    error = exc
+        finally:
+            plan.close()
+
+    def _read_pop(self, queued: List[Any], pops: PopState, req: Recv) -> Any:
+        steps = pops.answer(req)
+        result: Any = None
+        while True:
+            try:
+                need = steps.send(result)
+            except StopIteration as done:
+                return done.value
+            result = self._execute(queued.pop(0)) if need is READ else None
+            if isinstance(need, list):
+                queued.extend(need)
+
+    def _execute(self, cmd: Any) -> Any:
+        try:
+            return as_bytes(self.client.execute_command(*cmd.args))
+        except redis.exceptions.ResponseError as exc:
+            return reply_error(exc)
+
+
+def make_driver(client: Any, wire: ModuleType, socket_pops: bool) -> _Driver:
+    """Pick :class:`SyncDriver` for redis-py clients it can drive."""
+    pool = getattr(client, "connection_pool", None)
+    conn_cls = getattr(pool, "connection_class", None)
+    if (
+        isinstance(client, redis.Redis)
+        and isinstance(pool, redis.ConnectionPool)
+        and conn_cls is not None
+        and conn_cls.__module__.startswith("redis.")
+        and hasattr(conn_cls, "send_packed_command")
+    ):
+        return SyncDriver(client, wire, socket_pops)
+    return ClientDriver(client, wire)
