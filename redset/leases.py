@@ -70,30 +70,33 @@ class Lease:
         self.settled = True
 
     def nack(self, score: Optional[float] = None, delay: Optional[float] = None) -> bool:
-        """Put the item back: at its original score, at ``score``, or due
-        ``delay`` seconds from now (``score = time.time() + delay``).
+        """Put the item back.
+
+        ============================  ===============================================
+        call                          the item comes back
+        ============================  ===============================================
+        ``nack()``                    at once, at its original score
+        ``nack(score=s)``             at once, at score ``s``
+        ``nack(delay=d)``, Sorted/    after ``d`` seconds, at its original score (it
+        TimeSortedSet                 stays in flight, held, until then)
+        ``nack(delay=d)``,            due ``d`` seconds from now (score = now + d)
+        ScheduledSet
+        ============================  ===============================================
 
         :returns: False if it went to the dead-letter set instead
             (``max_deliveries`` reached).
         :raises StaleLeaseError: the lease is no longer held by this handle.
         """
-        if score is not None and delay is not None:
-            raise ValueError("give score or delay, not both")
-        if delay is not None:
-            score = time.time() + delay
-        arg = "" if score is None else self._set._wire.format_score(score).decode()
-        result = self._settle("nack", arg)
+        result = bool(self._set._run(leasing.nack(self._set, self, score, delay)))
         self.settled = True
-        return result == 1
+        return result
 
     def extend(self, seconds: float) -> None:
         """Renew the lease to expire ``seconds`` from now.
 
         :raises StaleLeaseError: the lease is no longer held by this handle.
         """
-        deadline = time.time() + seconds
-        self._settle("extend", repr(float(deadline)))
-        self.deadline = deadline
+        self.deadline = self._set._run(leasing.extend(self._set, self, seconds))
 
 
 class Consumer:
@@ -106,12 +109,23 @@ class Consumer:
                 handle(item)
 
     Asking for the next item acks the previous one. An exception out of the
-    loop body nacks the current item (and puts back the rest of its batch),
-    then propagates. While the body runs, a background thread extends the
-    leases of the batch every ``lease / 3`` seconds. SIGTERM (and SIGINT)
-    stop the iteration after the current item; the rest of the batch is put
-    back. With ``timeout=None`` the iteration waits for work forever;
-    otherwise it ends when no work came for ``timeout`` seconds.
+    loop body nacks the current item (that counts as a delivery), then
+    propagates. Items of the batch that were never handed to the body are
+    put back at their original score *without* being charged a delivery
+    (so an innocent item is never dead-lettered because another one in its
+    batch failed). While the body runs, a background thread extends the
+    leases of the batch every ``lease / 3`` seconds. With ``timeout=None``
+    the iteration waits for work forever; otherwise it ends when no work
+    came for ``timeout`` seconds.
+
+    Signals: inside the block, SIGTERM and SIGINT are *deferred*: the
+    iteration stops after the current item, the rest of the batch is put
+    back, and when the block exits the previous handlers are restored and
+    each signal received is delivered to them again, so a default SIGTERM
+    ends the process after the cleanup and SIGINT raises
+    ``KeyboardInterrupt`` after the block. :attr:`signalled` records the
+    first one (None if none came). A signal is never lost, even when it
+    arrives while the block exits on an exception.
     """
 
     def __init__(self, owner: "SortedSet", lease: float = 30.0, batch_size: int = 10,
@@ -129,6 +143,9 @@ class Consumer:
         self._lock = threading.Lock()
         self._extender: Optional[threading.Thread] = None
         self._old_handlers: List[Tuple[int, Any]] = []
+        self._received: List[int] = []
+        #: The first SIGTERM/SIGINT received inside the block, or None.
+        self.signalled: Optional[int] = None
         self.acked = 0
         self.nacked = 0
 
@@ -151,17 +168,26 @@ class Consumer:
                     self._ack(current)
                 else:
                     self._nack(current)
-            for lease in rest:
-                self._nack(lease, count=False)
+            self._release(rest)
         finally:
             self.stopping.set()
             if self._extender is not None:
                 self._extender.join(5)
+            # Restore first, then re-deliver: a signal that arrives between
+            # the two goes to the previous handler directly; one received
+            # before is delivered to it now. Nothing is taken and dropped.
             for sig, handler in self._old_handlers:
                 signal.signal(sig, handler)
             self._old_handlers = []
+            received, self._received = self._received, []
+            for sig in received:
+                signal.raise_signal(sig)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signalled is None:
+            self.signalled = signum
+        if signum not in self._received:
+            self._received.append(signum)
         self.stopping.set()
 
     def stop(self) -> None:
@@ -180,13 +206,18 @@ class Consumer:
             # when its lease expires.
             log.warning("ack of %r on %s may not have applied: %s", lease.item, self._set.name, exc)
 
-    def _nack(self, lease: Lease, count: bool = True) -> None:
+    def _nack(self, lease: Lease) -> None:
         try:
             lease.nack()
-            if count:
-                self.nacked += 1
+            self.nacked += 1
         except StaleLeaseError:
             pass
+
+    def _release(self, leases: List[Lease]) -> None:
+        """Put back leased items never handed to the body, uncharged."""
+        held = [x for x in leases if not x.settled]
+        if held:
+            self._set._run(leasing.release_many(self._set, held))
 
     def _extend_loop(self) -> None:
         interval = self.lease / 3.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["POP_DUE", "RELEASE_LOCK", "LEASE_TAKE", "LEASE_SETTLE", "ADD_UNLESS_INFLIGHT", "REQUEUE_DEAD", "LEASE_ACK_MANY", "sha1"]
+__all__ = ["POP_DUE", "RELEASE_LOCK", "LEASE_TAKE", "LEASE_SETTLE", "ADD_UNLESS_INFLIGHT", "REQUEUE_DEAD", "LEASE_ACK_MANY", "LEASE_RELEASE_MANY", "sha1", "name_of", "name_of_sha"]
 
 # Pop up to ARGV[2] members whose score is <= ARGV[1], lowest first, and
 # return them as a flat array [member, score, member, score, ...], the shape
@@ -147,11 +147,14 @@ return out
 """
 
 # Settle one lease held with token ARGV[2] on member ARGV[1].
-# KEYS as above. ARGV[3]: "ack", "nack" or "extend".
+# KEYS as above. ARGV[3]: "ack", "nack", "hold" or "extend".
 # ARGV[4]: for nack, the score to requeue at ("" = the original score);
+#          for hold, the UNIX time until which the item is held back (it
+#          stays in flight under a token no consumer has, and the reclaim of
+#          LEASE_TAKE puts it back at its original score after that);
 #          for extend, the new deadline.
-# ARGV[5]: max deliveries (0 = unlimited), for nack.
-# Returns 1 done, 2 moved to dead letters (nack past max deliveries),
+# ARGV[5]: max deliveries (0 = unlimited), for nack and hold.
+# Returns 1 done, 2 moved to dead letters (nack or hold past max deliveries),
 # 0 the lease is not held with this token (expired, re-leased or settled).
 LEASE_SETTLE = """
 local m = ARGV[1]
@@ -164,22 +167,55 @@ if op == 'extend' then
   redis.call('ZADD', KEYS[2], 'XX', ARGV[4], m)
   return 1
 end
-redis.call('ZREM', KEYS[2], m)
-redis.call('HDEL', KEYS[3], m)
 if op == 'ack' then
+  redis.call('ZREM', KEYS[2], m)
+  redis.call('HDEL', KEYS[3], m)
   redis.call('HDEL', KEYS[4], m)
   return 1
 end
 local maxd = tonumber(ARGV[5])
 local d = tonumber(redis.call('HGET', KEYS[4], m) or '0')
 if maxd > 0 and d >= maxd then
+  redis.call('ZREM', KEYS[2], m)
+  redis.call('HDEL', KEYS[3], m)
   redis.call('HDEL', KEYS[4], m)
   redis.call('ZADD', KEYS[5], score, m)
   return 2
 end
+if op == 'hold' then
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[4], m)
+  redis.call('HSET', KEYS[3], m, 'held ' .. score)
+  return 1
+end
+redis.call('ZREM', KEYS[2], m)
+redis.call('HDEL', KEYS[3], m)
 if ARGV[4] ~= '' then score = ARGV[4] end
 redis.call('ZADD', KEYS[1], 'NX', score, m)
 return 1
+"""
+
+# Put leased items back that were never handed to user code (the rest of a
+# consumer's batch): at their original score, and without charging the
+# delivery their take counted. KEYS as above.
+# ARGV: member, token, member, token, ...
+# Returns the number put back (pairs not held with that token are skipped).
+LEASE_RELEASE_MANY = """
+local n = 0
+for i = 1, #ARGV, 2 do
+  local m = ARGV[i]
+  local info = redis.call('HGET', KEYS[3], m)
+  local token, score
+  if info then token, score = string.match(info, '^(%S+) (%S+)$') end
+  if token == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('HDEL', KEYS[3], m)
+    local d = redis.call('HINCRBY', KEYS[4], m, -1)
+    if d <= 0 then redis.call('HDEL', KEYS[4], m) end
+    redis.call('ZADD', KEYS[1], 'NX', score, m)
+    n = n + 1
+  end
+end
+return n
 """
 
 # Add members unless they are waiting or in flight.

@@ -194,7 +194,18 @@ def test_consumer_extends_leases_while_work_runs(r):
     assert s.in_flight() == 0 and len(s) == 0
 
 
-def test_consumer_stops_on_sigterm(r):
+@pytest.fixture
+def sigterm_seen():
+    """A recording SIGTERM handler, installed for the test: the signals it saw."""
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_consumer_stops_on_sigterm_and_hands_it_on(r, sigterm_seen):
     s = SortedSet(r, "q")
     s.add_many(["a", "b", "c"], [1, 2, 3])
     got = []
@@ -202,12 +213,64 @@ def test_consumer_stops_on_sigterm(r):
         for item in items:
             got.append(item)
             os.kill(os.getpid(), signal.SIGTERM)
+            assert sigterm_seen == []  # deferred while the block runs
     assert got == ["a"]
+    assert sigterm_seen == [signal.SIGTERM]  # the previous handler ran after the block
+    assert items.signalled == signal.SIGTERM
     assert s.in_flight() == 0
     assert s.take(5) == ["b", "c"]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
 
 
+def test_sigterm_while_the_block_exits_on_an_exception_is_not_lost(r, sigterm_seen, monkeypatch):
+    s = SortedSet(r, "q")
+    s.add_many(["a", "b"], [1, 2])
+    real_nack = Lease.nack
+
+    def nack_then_signal(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while __exit__ settles the batch
+        return real_nack(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lease, "nack", nack_then_signal)
+    with pytest.raises(RuntimeError):
+        with s.consumer(lease=30, batch_size=2, timeout=1) as items:
+            for item in items:
+                raise RuntimeError("boom on %s" % item)
+    assert sigterm_seen == [signal.SIGTERM]
+    assert items.signalled == signal.SIGTERM
+
+
+def test_consumer_charges_only_the_item_that_failed(r):
+    s = SortedSet(r, "q", max_deliveries=3)
+    s.add_many(["poison", "innocent"], [1, 2])
+    handled = []
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            with s.consumer(lease=30, batch_size=2, timeout=0.2, handle_signals=False) as items:
+                for item in items:
+                    if item == "poison":
+                        raise ValueError(item)
+                    handled.append(item)
+    assert s.dead_letters() == ["poison"]
+    # "innocent" was put back three times without being charged.
+    leases = s.take(5, lease=30)
+    assert [(x.item, x.deliveries) for x in leases] == [("innocent", 1)]
+    assert handled == []
+
+
+@pytest.mark.parametrize("cls", [SortedSet, TimeSortedSet])
+def test_nack_with_delay_keeps_priority(r, cls):
+    s = cls(r, "q")
+    s.add_many(["late", "first"], [5, 1])
+    lease = s.pop(lease=30)
+    assert lease.item == "first"
+    assert lease.nack(delay=0.3) is True
+    with pytest.raises(StaleLeaseError):
+        lease.ack()  # the hold is not the consumer's lease any more
+    assert [x.item for x in s.take(5, lease=30)] == ["late"]  # "first" is held back
+    assert s.score("first") is None and s.in_flight() == 2
+    time.sleep(0.35)
+    again = s.pop(lease=30, timeout=1)
+    assert again.item == "first" and again.score == 1.0 and again.deliveries == 2
 def test_undeserializable_leased_item_is_not_left_in_flight(r):
     from redset.serializers import JSONSerializer
 

@@ -10,7 +10,7 @@ the dead-letter set instead.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from redset import scripts
 from redset._core.adds import wake
@@ -20,7 +20,8 @@ from redset._core.failures import handle_failures
 from redset._core.steps import ONCE, POPS, Plan
 from redset.exceptions import StaleLeaseError
 
-__all__ = ["lease_take", "settle", "ack_many", "dead_letters", "requeue_dead"]
+__all__ = ["lease_take", "settle", "nack", "extend", "ack_many", "release_many", "dead_letters",
+           "requeue_dead"]
 
 #: ``make(member, item, score, deliveries, token, deadline)`` -> a lease handle.
 LeaseFactory = Callable[[bytes, Any, float, int, str, float], Any]
@@ -78,6 +79,58 @@ def settle(cfg: SetConfig, member: bytes, token: str, item: Any, op: str, arg: s
             % (op, item, cfg.name, token), cfg.name, token,
         )
     return result
+
+
+def nack(cfg: SetConfig, lease: Any, score: Optional[float], delay: Optional[float]) -> Plan[bool]:
+    """Put a leased item back; False if it went to the dead letters instead.
+
+    ``score``: requeue at that score. ``delay`` on a ScheduledSet: due
+    ``delay`` seconds from now (its score is its due time). ``delay`` on a
+    SortedSet/TimeSortedSet: held back ``delay`` seconds, then back at its
+    original score (its priority is kept). Neither: at once, original score.
+    """
+    if score is not None and delay is not None:
+        raise ValueError("give score or delay, not both")
+    if delay is not None and not delay >= 0:
+        raise ValueError("delay must be >= 0 seconds, got %r" % (delay,))
+    wire = cfg._wire_impl
+    if delay is not None and cfg._due_only:
+        score = time.time() + delay
+    if delay is not None and not cfg._due_only:
+        op, arg = "hold", repr(time.time() + delay)
+    else:
+        op, arg = "nack", "" if score is None else wire.format_score(score).decode()
+    result = yield from settle(cfg, lease.member, lease.token, lease.item, op, arg)
+    if result == 1 and op == "nack":
+        yield from wake(cfg, 1)
+    return result == 1
+
+
+def extend(cfg: SetConfig, lease: Any, seconds: float) -> Plan[float]:
+    """Renew a lease to expire ``seconds`` from now; return the new deadline."""
+    deadline = time.time() + seconds
+    yield from settle(cfg, lease.member, lease.token, lease.item, "extend", repr(float(deadline)))
+    return deadline
+
+
+def release_many(cfg: SetConfig, leases: Sequence[Any]) -> Plan[int]:
+    """Put back leased items never handed to user code, uncharged.
+
+    They return at their original score and their delivery count is as
+    before the take, so they are never dead-lettered for it.
+    """
+    released = 0
+    for start in range(0, len(leases), 1000):
+        args: List[Any] = []
+        for lease in leases[start:start + 1000]:
+            args.extend((lease.member, lease.token))
+        released += int((yield from script(cfg._wire_impl, scripts.LEASE_RELEASE_MANY, cfg._lease_keys,
+                                           args, ONCE)))
+    for lease in leases:
+        lease.settled = True
+    if released:
+        yield from wake(cfg, released)
+    return released
 
 
 def ack_many(cfg: SetConfig, leases: Sequence[Any]) -> Plan[Tuple[int, List[Any]]]:
