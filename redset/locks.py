@@ -8,20 +8,15 @@ over never deletes the new holder's lock.
 """
 from __future__ import annotations
 
-import os
-import time
 from typing import Any, Optional
 
-from redis.exceptions import NoScriptError
-
-from redset import scripts
+from redset import _wire
 from redset._checks import require_sync_client
+from redset._core import locking
+from redset._io.sync import make_driver
 from redset.exceptions import LockTimeout
 
 __all__ = ["Lock"]
-
-_RELEASE_SHA = scripts.sha1(scripts.RELEASE_LOCK)
-
 
 class Lock:
     """Context manager holding a lock on ``key`` while its block runs.
@@ -58,22 +53,20 @@ class Lock:
             raise ValueError("poll_interval must be positive, got %r" % (poll_interval,))
         self.token: Optional[bytes] = None
 
+    @property
+    def _io(self) -> Any:
+        driver = self.__dict__.get("_driver")
+        if driver is None or driver.client is not self.redis:
+            driver = self.__dict__["_driver"] = make_driver(self.redis, _wire.impl, False)
+        return driver
+
     def acquire(self) -> None:
         """Take the lock, waiting up to ``timeout``.
 
         :raises LockTimeout: if another holder keeps it past the timeout.
         """
-        token = os.urandom(16).hex().encode()
-        px = max(1, int(self.expires * 1000))
-        deadline = time.monotonic() + self.timeout
-        while True:
-            if self.redis.set(self.key, token, nx=True, px=px):
-                self.token = token
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LockTimeout("Timeout while waiting for lock '%s'" % self.key)
-            time.sleep(min(self.poll_interval, remaining))
+        self.token = self._io.run(locking.acquire(self._io.wire, self.key, self.expires, self.timeout,
+                                                  self.poll_interval))
 
     def release(self) -> bool:
         """Release the lock if this holder still owns it.
@@ -82,17 +75,11 @@ class Lock:
             (and was possibly taken by someone else, whose lock is left alone).
         """
         token, self.token = self.token, None
-        if token is None:
-            return False
-        try:
-            deleted = self.redis.evalsha(_RELEASE_SHA, 1, self.key, token)
-        except NoScriptError:
-            deleted = self.redis.eval(scripts.RELEASE_LOCK, 1, self.key, token)
-        return bool(deleted)
+        return bool(self._io.run(locking.release(self._io.wire, self.key, token)))
 
     def locked(self) -> bool:
         """Whether some holder currently holds the lock."""
-        return bool(self.redis.exists(self.key))
+        return bool(self._io.run(locking.locked(self._io.wire, self.key)))
 
     def __enter__(self) -> "Lock":
         self.acquire()

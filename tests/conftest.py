@@ -20,6 +20,8 @@ import redis
 import redset._wire
 from redset.testing import LocalServer
 
+from .loopdriver import AsyncClients, EventLoopThread, install
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -89,9 +91,35 @@ def impl_module(request: pytest.FixtureRequest) -> ModuleType:
     return redset._wire.compiled
 
 
+@pytest.fixture(scope="session")
+def event_loop_thread() -> Iterator[EventLoopThread]:
+    """An event loop in a thread, for running sets on the asyncio driver."""
+    loop = EventLoopThread()
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+@pytest.fixture(params=["sync", "asyncio"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The driver every set built in this test runs on: sync, or asyncio
+    (through :mod:`tests.loopdriver`)."""
+    if request.param == "sync":
+        yield "sync"
+        return
+    loop = request.getfixturevalue("event_loop_thread")
+    clients = AsyncClients(loop)
+    install(monkeypatch, loop, clients)
+    try:
+        yield "asyncio"
+    finally:
+        clients.close()
+
+
 @pytest.fixture
-def impl(impl_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Make every set built in this test use ``impl_module``."""
+def impl(impl_module: ModuleType, driver: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Make every set built in this test use ``impl_module`` (on ``driver``)."""
     monkeypatch.setattr(redset._wire, "impl", impl_module)
     return impl_module
 

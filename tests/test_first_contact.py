@@ -169,3 +169,12 @@ def test_adds_write_no_wake_keys_when_nobody_waits(r, cls, leased):
     assert sorted(r.keys()) == [b"q"]
     info = r.info("commandstats")
     assert not any(name in info for name in ("cmdstat_lpush", "cmdstat_rpush")), sorted(info)
+
+
+def test_sets_run_on_the_driver_under_test(r, driver):
+    """The suite's ``driver`` parameter really swaps the driver."""
+    s = SortedSet(r, "q")
+    expected = {"sync": "SyncDriver", "asyncio": "LoopDriver"}[driver]
+    assert type(s._io).__name__ == expected
+    s.add_many(["a", "b"], [1, 2])
+    assert s.take(2) == ["a", "b"]

@@ -97,9 +97,13 @@ def add_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], pairs: List[An
 
 
 def add_many(cfg: SetConfig, items: Iterable[Any], scores: Optional[Iterable[Any]],
-             flags: Tuple[bytes, ...]) -> Plan[int]:
-    """Add every item, chunked; return the number of new members."""
-    chunks = cfg._chunks(items, scores)
+             flags: Tuple[bytes, ...], start: int = 0) -> Plan[int]:
+    """Add every item, chunked; return the number of new members.
+
+    ``start``: the index of ``items[0]`` in the caller's whole input (error
+    messages and outcomes name input indices).
+    """
+    chunks = cfg._chunks(items, scores, start)
     if cfg.leased:
         added = yield from _add_many_unless_inflight(cfg, flags, chunks)
     else:

@@ -10,13 +10,14 @@ and called again (NOSCRIPT means it did not run).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 
 from redset import scripts
 from redset._core.steps import (
-    NETWORK_ERRORS, ONCE, POP, POPS, RECV_RAW, SAFE, Cmd, NotSent, Plan, Recv, Send, Sleep,
+    NETWORK_ERRORS, ONCE, POP, POPS, RECV_PAIRS, RECV_RAW, SAFE, Cancelled, Cmd, NotSent, Plan, Recv,
+    Send, Sleep,
 )
 from redset._core.errors import name_of, named_error
 from redset.exceptions import OutcomeUnknown, PopOutcomeUnknown
@@ -63,41 +64,60 @@ def lost(kind: int, args: Sequence[Any], exc: BaseException, what: str = "the it
 
 
 def call_many(wire: ModuleType, commands: Sequence[Sequence[Any]], kind: int = SAFE,
-              label: Optional[str] = None) -> Plan[List[Any]]:
+              label: Optional[str] = None,
+              on_cancel: Optional[Callable[[List[Any]], Plan[None]]] = None) -> Plan[List[Any]]:
     """Send ``commands`` in one write and return their replies.
 
     The first error reply is raised once every reply was read (so the
     connection stays clean), as redis-py's class, naming the key.
+
+    If the caller's task is cancelled after the commands were sent, their
+    replies are still read (the connection must not keep them for someone
+    else) and given to ``on_cancel`` (a plan that puts popped items back)
+    before :class:`Cancelled` goes on.
     """
     cmds = [Cmd(wire.pack_command(args), args) for args in commands]
     first = commands[0]
     attempt = 0
     while True:
+        sent = False
+        replies: List[Any] = []
         try:
             yield Send(cmds)
-            replies = []
+            sent = True
             for _ in cmds:
                 replies.append((yield RECV_RAW))
         except NotSent as exc:
-            raise exc.error
+            if kind != SAFE:
+                raise exc.error
+            exc_now: BaseException = exc.error
         except NETWORK_ERRORS as exc:
             if kind != SAFE:
                 raise lost(kind, first, exc, label=label) from exc
-            delay = retry_delay(attempt, exc)
-            if delay is None:
-                raise
-            attempt += 1
-            yield Sleep(delay)
-            continue
-        for args, reply in zip(commands, replies):
-            if isinstance(reply, ResponseError):
-                raise named_error(reply, args, label)
-        return replies
+            exc_now = exc
+        except Cancelled:
+            if sent:
+                while len(replies) < len(cmds):
+                    replies.append((yield RECV_RAW))
+                if on_cancel is not None:
+                    yield from on_cancel(replies)
+            raise
+        else:
+            for args, reply in zip(commands, replies):
+                if isinstance(reply, ResponseError):
+                    raise named_error(reply, args, label)
+            return replies
+        delay = retry_delay(attempt, exc_now)
+        if delay is None:
+            raise exc_now
+        attempt += 1
+        yield Sleep(delay)
 
 
-def call(wire: ModuleType, args: Sequence[Any], kind: int = SAFE, label: Optional[str] = None) -> Plan[Any]:
+def call(wire: ModuleType, args: Sequence[Any], kind: int = SAFE, label: Optional[str] = None,
+         on_cancel: Optional[Callable[[List[Any]], Plan[None]]] = None) -> Plan[Any]:
     """Send one command and return its reply (see :func:`call_many`)."""
-    replies = yield from call_many(wire, (args,), kind, label)
+    replies = yield from call_many(wire, (args,), kind, label, on_cancel)
     return replies[0]
 
 
@@ -133,13 +153,19 @@ def pop(wire: ModuleType, args: Sequence[Any], codec: int, loads: Any,
     label = None if source is None else scripts.name_of(source)
     cmd = [Cmd(wire.pack_command(args), args)]
     for attempt in range(NOSCRIPT_RELOADS + 1):
+        sent = False
         try:
             yield Send(cmd)
+            sent = True
             reply = yield Recv(POP, codec, loads)
         except NotSent as exc:
             raise exc.error
         except NETWORK_ERRORS as exc:
             raise lost(POPS, args, exc, label=label) from exc
+        except Cancelled:
+            if sent:  # popped, never delivered: put the items back
+                yield from put_back(wire, args[3] if source is not None else args[1], (yield RECV_PAIRS))
+            raise
         if not isinstance(reply, ResponseError):
             items, failures = reply
             return items, failures
@@ -149,4 +175,13 @@ def pop(wire: ModuleType, args: Sequence[Any], codec: int, loads: Any,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ += ["SAFE", "ONCE", "POPS"]
+def put_back(wire: ModuleType, key: Any, pairs: Any) -> Plan[None]:
+    """``ZADD key NX`` the ``(member, score)`` pairs of a pop never delivered."""
+    if pairs and not isinstance(pairs, ResponseError):
+        restore: List[Any] = ["ZADD", key, "NX"]
+        for member, score in pairs:
+            restore.extend((score, member))
+        yield from call(wire, restore)
+
+
+__all__ += ["SAFE", "ONCE", "POPS", "put_back"]

@@ -233,9 +233,9 @@ class SetConfig:
             raw = raw.encode("utf-8")
         return self._wire_impl.decode_member(self._codec, self._loads, raw)
 
-    def _chunks(self, items: Iterable[Any], scores: Optional[Iterable[Any]]) -> Iterator[Chunk]:
+    def _chunks(self, items: Iterable[Any], scores: Optional[Iterable[Any]], start: int = 0) -> Iterator[Chunk]:
         size = self.chunk_size
-        offset = 0
+        offset = start
         if scores is None:
             scorer = self.scorer
             it = iter(items)
@@ -246,8 +246,8 @@ class SetConfig:
                 yield chunk, [scorer(item) for item in chunk], offset
                 offset += len(chunk)
         if isinstance(items, (list, tuple)) and isinstance(scores, (list, tuple)):
-            for start in range(0, len(items), size):
-                yield items[start:start + size], scores[start:start + size], start
+            for first in range(0, len(items), size):
+                yield items[first:first + size], scores[first:first + size], offset + first
             return
         missing = object()
         pairs = itertools.zip_longest(items, scores, fillvalue=missing)

@@ -6,11 +6,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from redis.exceptions import ResponseError
 
-from redset._core.calls import call, lost
+from redset._core.calls import lost, put_back
 from redset._core.errors import named_error
 from redset.exceptions import DeserializationError
 from redset._core.steps import (
-    NETWORK_ERRORS, POP, POPS, RECV_PAIRS, Cmd, Deliver, NotSent, Plan, Recv, Send,
+    NETWORK_ERRORS, POP, POPS, RECV_PAIRS, Cancelled, Cmd, Deliver, NotSent, Plan, Recv, Send,
     StopDelivery,
 )
 
@@ -57,7 +57,13 @@ def pop_batches(wire: ModuleType, make_request: Callable[[], Sequence[Any]], bat
         yield Send([Cmd(wire.pack_command(pending[0]), pending[0])])
         sent = 1
         while True:
-            reply = yield Recv(POP, codec, loads, ahead)
+            try:
+                reply = yield Recv(POP, codec, loads, ahead)
+            except Cancelled:
+                while sent:  # popped, never delivered: put them back
+                    sent -= 1
+                    yield from put_back(wire, restore_key, (yield RECV_PAIRS))
+                raise
             sent -= 1
             args = pending.pop(0)
             if isinstance(reply, ResponseError):
@@ -73,7 +79,7 @@ def pop_batches(wire: ModuleType, make_request: Callable[[], Sequence[Any]], bat
             except StopDelivery:
                 yield from _put_back(wire, restore_key, sent)
                 return
-            except DeserializationError:
+            except (DeserializationError, Cancelled):
                 yield from _put_back(wire, restore_key, sent)
                 raise
             if not pending:
@@ -89,11 +95,5 @@ def pop_batches(wire: ModuleType, make_request: Callable[[], Sequence[Any]], bat
 def _put_back(wire: ModuleType, key: bytes, sent: int) -> Plan[None]:
     """Read the pop still in flight (if any) and put its members back at
     their scores: they were popped but never handed over."""
-    if not sent:
-        return
-    pairs = yield RECV_PAIRS
-    if pairs:
-        restore: List[Any] = ["ZADD", key, "NX"]
-        for member, score in pairs:
-            restore.extend((score, member))
-        yield from call(wire, restore)
+    if sent:
+        yield from put_back(wire, key, (yield RECV_PAIRS))

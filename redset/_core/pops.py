@@ -10,12 +10,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redset import scripts
-from redset._core.calls import call, call_many, pop
+from redset._core.calls import call, call_many, pop, put_back
 from redset._core.config import SetConfig, new_token
 from redset._core.drain import pop_batches
 from redset._core.failures import handle_failures
 from redset._core import leasing
-from redset._core.steps import POPS, Plan, Sleep
+from redset._core.steps import POPS, Cancelled, Plan, Sleep
 
 __all__ = ["take", "drain", "SERVER_TICK"]
 
@@ -81,13 +81,24 @@ def slice_under(remaining: float, read_timeout: Optional[float]) -> float:
 
 def _block(cfg: SetConfig, num: int, wait: float) -> Plan[List[Any]]:
     wire = cfg._wire_impl
-    reply = yield from call(wire, ("BZPOPMIN", cfg._key, timeout_arg(wait)), POPS)
+
+    def put_back_blocked(replies: List[Any]) -> Plan[None]:
+        # Cancelled while blocked: the server may have popped one item.
+        if replies and replies[0] and not isinstance(replies[0], Exception):
+            yield from put_back(wire, cfg._key, [(replies[0][1], replies[0][2])])
+
+    reply = yield from call(wire, ("BZPOPMIN", cfg._key, timeout_arg(wait)), POPS, on_cancel=put_back_blocked)
     if not reply:
         return []
     # [key, member, score] -> the ZPOPMIN shape, then fill the batch.
     first = [reply[1], reply[2]]
     if num > 1:
-        more = yield from call(wire, ("ZPOPMIN", cfg._key, num - 1), POPS)
+        try:
+            more = yield from call(wire, ("ZPOPMIN", cfg._key, num - 1), POPS,
+                                   on_cancel=lambda replies: put_back(wire, cfg._key, wire.decode_scored(replies[0])))
+        except Cancelled:
+            yield from put_back(wire, cfg._key, [(first[0], first[1])])
+            raise
         first.extend(_flatten_pairs(more))
     failures: Failures = []
     items = wire.decode_items(first, cfg._codec, cfg._loads, failures, True)

@@ -39,7 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
-    "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent",
+    "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent", "Cancelled",
     "RAW", "POP", "PAIRS", "SAFE", "ONCE", "POPS", "NETWORK_ERRORS", "Plan",
 ]
 
@@ -133,6 +133,15 @@ class Deliver:
 
 class StopDelivery(Exception):
     """Thrown into an iterating plan when its caller stops taking values."""
+
+
+class Cancelled(BaseException):
+    """Thrown into a plan whose asyncio task was cancelled at a request.
+
+    The plan is then run to its end in a shielded task: a plan that has
+    popped items reads their reply and puts them back before it re-raises;
+    any other plan just re-raises (its connection is closed, never reused).
+    """
 
 
 class NotSent(Exception):

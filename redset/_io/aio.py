@@ -22,7 +22,7 @@ import redis
 import redis.asyncio
 
 from redset._core.steps import (
-    NETWORK_ERRORS, RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery,
+    NETWORK_ERRORS, RAW, Cancelled, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery,
 )
 from redset._io.replies import FILL, READ, PopState, as_bytes
 
@@ -37,14 +37,18 @@ _RECV_SIZE = 65536
 
 
 class _Plan:
-    """Step a plan; the drivers below do the I/O of each request."""
+    """A plan being run: its stepping, and the connection it holds."""
 
-    __slots__ = ("plan", "answer", "error")
+    __slots__ = ("plan", "answer", "error", "conn", "stream", "pops", "unread")
 
     def __init__(self, plan: Any) -> None:
         self.plan = plan
         self.answer: Any = None
         self.error: Optional[BaseException] = None
+        self.conn: Any = None
+        self.stream: Any = None
+        self.pops: Optional[PopState] = None
+        self.unread = 0  # replies sent for and not read: the connection is clean at 0
 
     def next(self) -> Any:
         answer, error = self.answer, self.error
@@ -106,67 +110,106 @@ class AsyncDriver(_AsyncBase):
         return self._timeout  # type: ignore[no-any-return]
 
     async def _drive(self, plan: Any, result: List[Any]) -> AsyncIterator[Any]:  # type: ignore[override]
-        steps = _Plan(plan)
-        conn: Any = None
-        stream: Any = None
-        pops: Optional[PopState] = None
+        st = _Plan(plan)
         try:
             while True:
                 try:
-                    req = steps.next()
+                    req = st.next()
                 except StopIteration as stop:
                     result.append(stop.value)
                     return
-                kind = type(req)
-                if kind is Deliver:
+                if type(req) is Deliver:
                     try:
                         yield req.value
                     except GeneratorExit:
-                        steps.error = StopDelivery()
+                        st.error = StopDelivery()
                     continue
                 try:
-                    if kind is Send:
-                        if conn is None:
-                            try:
-                                conn = await self._acquire()
-                            except NETWORK_ERRORS as exc:
-                                raise NotSent(exc) from exc
-                        await conn.send_packed_command([_joined(req.cmds)], check_health=False)
-                    elif kind is Recv:
-                        if req.mode == RAW:
-                            steps.answer = await _read_raw(conn)
-                        else:
-                            if pops is None:
-                                stream = self._stream_of(conn)
-                                pops = PopState(self.wire, stream is not None, memoryview(b""))
-                            steps.answer = await _read_pop(conn, stream, pops, req)
-                    elif kind is Sleep:
-                        await asyncio.sleep(req.seconds)
-                    elif kind is Drop:
-                        await _close(conn)
-                        conn = pops = None
-                    else:
-                        raise TypeError("a plan yielded %r" % (req,))
-                except NotSent as exc:
-                    steps.error = exc
-                except NETWORK_ERRORS as exc:
-                    await _close(conn)
-                    conn = pops = None
-                    steps.error = exc
+                    await self._perform(st, req)
+                except asyncio.CancelledError:
+                    # Let the plan finish what it started (read a pop's
+                    # reply and put the items back) in a task of its own,
+                    # shielded from further cancellation; then go on.
+                    st.error = Cancelled()
+                    await asyncio.shield(asyncio.ensure_future(self._finish(st)))
+                    raise
         except BaseException:
-            # Cancelled or failed mid-command: what is left on the
+            # Failed or cancelled mid-command: what is left on the
             # connection belongs to no one. Close it before it goes back.
-            _abandon(conn)
-            if conn is not None:
-                await self._release(conn)
-                conn = None
+            if st.unread:
+                await self._drop(st, abandon=True)
             raise
         finally:
-            if conn is not None:
-                if pops is not None and pops.dirty():
-                    _abandon(conn)
-                await self._release(conn)
+            if st.conn is not None:
+                if st.pops is not None and st.pops.dirty():
+                    _abandon(st.conn)
+                await self._release(st.conn)
+                st.conn = None
             plan.close()
+
+    async def _finish(self, st: "_Plan") -> None:
+        """Run a cancelled plan to its end; it re-raises Cancelled last."""
+        try:
+            while True:
+                try:
+                    req = st.next()
+                except (StopIteration, Cancelled):
+                    return
+                if type(req) is Deliver:
+                    st.error = StopDelivery()
+                    continue
+                await self._perform(st, req)
+        except BaseException:  # noqa: BLE001 - nothing to report to: the caller was cancelled
+            pass
+        finally:
+            if st.unread:
+                await self._drop(st, abandon=True)
+            elif st.conn is not None:
+                await self._release(st.conn)
+                st.conn = None
+
+    async def _perform(self, st: "_Plan", req: Any) -> None:
+        """Do one request's I/O; a network error is handed to the plan."""
+        kind = type(req)
+        try:
+            if kind is Send:
+                if st.conn is None:
+                    try:
+                        st.conn = await self._acquire()
+                    except NETWORK_ERRORS as exc:
+                        raise NotSent(exc) from exc
+                st.unread += len(req.cmds)
+                await st.conn.send_packed_command([_joined(req.cmds)], check_health=False)
+            elif kind is Recv:
+                if req.mode == RAW:
+                    st.answer = await _read_raw(st.conn)
+                else:
+                    if st.pops is None:
+                        st.stream = self._stream_of(st.conn)
+                        st.pops = PopState(self.wire, st.stream is not None, memoryview(b""))
+                    st.answer = await _read_pop(st, req)
+                st.unread -= 1
+            elif kind is Sleep:
+                await asyncio.sleep(req.seconds)
+            elif kind is Drop:
+                await self._drop(st)
+            else:
+                raise TypeError("a plan yielded %r" % (req,))
+        except NotSent as exc:
+            st.error = exc
+        except NETWORK_ERRORS as exc:
+            await self._drop(st)
+            st.error = exc
+
+    async def _drop(self, st: "_Plan", abandon: bool = False) -> None:
+        conn, st.conn, st.pops, st.stream = st.conn, None, None, None
+        st.unread = 0
+        if conn is not None:
+            if abandon:
+                _abandon(conn)
+            else:
+                await conn.disconnect()
+            await self._release(conn)
 
     def _stream_of(self, conn: Any) -> Any:
         """The connection's stream if pops can be read from it directly, else None."""
@@ -192,7 +235,9 @@ async def _read_raw(conn: Any) -> Any:
         return exc
 
 
-async def _read_pop(conn: Any, stream: Any, pops: PopState, req: Recv) -> Any:
+async def _read_pop(st: "_Plan", req: Recv) -> Any:
+    conn, stream, pops = st.conn, st.stream, st.pops
+    assert pops is not None
     steps = pops.answer(req)
     result: Any = None
     timeout = getattr(conn, "socket_timeout", None)
@@ -213,12 +258,8 @@ async def _read_pop(conn: Any, stream: Any, pops: PopState, req: Recv) -> Any:
         elif need is READ:
             result = await _read_raw(conn)
         else:
+            st.unread += len(need)
             await conn.send_packed_command([_joined(need)], check_health=False)
-
-
-async def _close(conn: Any) -> None:
-    if conn is not None:
-        await conn.disconnect()
 
 
 def _abandon(conn: Any) -> None:

@@ -113,6 +113,7 @@ class SyncDriver(_Driver):
         conn: Any = None
         sock: Any = None
         pops: Optional[PopState] = None
+        unread = 0  # replies sent for and not read: the connection is clean at 0
         answer: Any = None
         error: Optional[BaseException] = None
         try:
@@ -136,6 +137,7 @@ class SyncDriver(_Driver):
                                 conn = self._acquire()
                             except NETWORK_ERRORS as exc:
                                 raise NotSent(exc) from exc
+                        unread += len(req.cmds)
                         conn.send_packed_command([_joined(req.cmds)], check_health=False)
                     elif kind is Recv:
                         if req.mode == RAW:
@@ -144,20 +146,25 @@ class SyncDriver(_Driver):
                             if pops is None:
                                 sock = self._socket_of(conn)
                                 pops = PopState(self.wire, sock is not None, self._buffer())
-                            answer = self._read_pop(conn, sock, pops, req)
+                            answer, ahead = self._read_pop(conn, sock, pops, req)
+                            unread += ahead
+                        unread -= 1
                     elif kind is Sleep:
                         time.sleep(req.seconds)
                     elif kind is Drop:
                         conn, pops = self._close(conn, pops)
+                        unread = 0
                     else:
                         raise TypeError("a plan yielded %r" % (req,))
                 except NotSent as exc:
                     error = exc
                 except NETWORK_ERRORS as exc:
                     conn, pops = self._close(conn, pops)
+                    unread = 0
                     error = exc
         except BaseException:
-            conn, pops = self._close(conn, pops)
+            if unread:  # a reply is still coming: nobody else may read it
+                conn, pops = self._close(conn, pops)
             raise
         finally:
             if conn is not None:
@@ -170,13 +177,15 @@ class SyncDriver(_Driver):
 
     @staticmethod
     def _read_pop(conn: Any, sock: Any, pops: PopState, req: Recv) -> Any:
+        """The answer to ``req``, and how many commands were sent ahead meanwhile."""
         steps = pops.answer(req)
         result: Any = None
+        ahead = 0
         while True:
             try:
                 need = steps.send(result)
             except StopIteration as done:
-                return done.value
+                return done.value, ahead
             result = None
             if need is FILL:
                 n = sock.recv_into(pops.view)
@@ -186,6 +195,7 @@ class SyncDriver(_Driver):
             elif need is READ:
                 result = _read_raw(conn)
             else:
+                ahead += len(need)
                 conn.send_packed_command([_joined(need)], check_health=False)
 
     def _close(self, conn: Any, pops: Optional[PopState]) -> Any:

@@ -1,0 +1,106 @@
+"""Run the behaviour suite on the asyncio driver.
+
+:class:`LoopDriver` gives the sync classes the asyncio driver of
+:mod:`redset._io.aio`, run on an event loop in a thread of its own, over a
+``redis.asyncio`` client made with the sync client's connection settings.
+The ``driver`` fixture installs it, so every behaviour test that builds a
+set runs once on each driver without being copied.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Dict, Iterator, List, Optional
+
+import redis
+import redis.asyncio
+
+from redset._io.aio import make_async_driver
+
+_KWARGS = ("host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
+           "protocol", "decode_responses", "encoding", "client_name")
+
+
+class EventLoopThread:
+    """An event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="redset-test-loop", daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Any, timeout: Optional[float] = 120) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class AsyncClients:
+    """One ``redis.asyncio`` twin per sync client, closed at the end of a test."""
+
+    def __init__(self, loop: EventLoopThread) -> None:
+        self.loop = loop
+        self.by_id: Dict[int, Any] = {}
+
+    def twin(self, client: Any) -> Any:
+        twin = self.by_id.get(id(client))
+        if twin is None:
+            kwargs = {k: v for k, v in client.connection_pool.connection_kwargs.items() if k in _KWARGS}
+            twin = redis.asyncio.Redis(**kwargs)
+            self.by_id[id(client)] = twin
+        return twin
+
+    def close(self) -> None:
+        for twin in self.by_id.values():
+            self.loop.call(twin.aclose())
+        self.by_id.clear()
+
+
+class LoopDriver:
+    """A sync driver interface over the asyncio driver."""
+
+    def __init__(self, loop: EventLoopThread, clients: AsyncClients, client: Any, wire: Any,
+                 socket_pops: bool) -> None:
+        self.loop = loop
+        self.client = client
+        self.wire = wire
+        self.inner = make_async_driver(clients.twin(client), wire, socket_pops)
+
+    def run(self, plan: Any) -> Any:
+        return self.loop.call(self.inner.run(plan))
+
+    def iterate(self, plan: Any) -> Iterator[Any]:
+        values = self.inner.iterate(plan)
+        try:
+            while True:
+                try:
+                    value = self.loop.call(values.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield value
+        finally:
+            self.loop.call(values.aclose())
+
+    def socket_timeout(self) -> Optional[float]:
+        return self.loop.call(self.inner.socket_timeout())  # type: ignore[no-any-return]
+
+
+def install(monkeypatch: Any, loop: EventLoopThread, clients: AsyncClients) -> None:
+    """Make every set and lock built from now on run on the asyncio driver."""
+    import redset.locks
+    import redset.sets
+
+    def make(client: Any, wire: Any, socket_pops: bool) -> Any:
+        if not isinstance(client, redis.Redis):
+            return original(client, wire, socket_pops)  # wrappers keep the client fallback
+        return LoopDriver(loop, clients, client, wire, socket_pops)
+
+    original = redset.sets.make_driver
+    monkeypatch.setattr(redset.sets, "make_driver", make)
+    monkeypatch.setattr(redset.locks, "make_driver", make)
+
+
+__all__: List[str] = ["EventLoopThread", "AsyncClients", "LoopDriver", "install"]
