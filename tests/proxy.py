@@ -117,3 +117,33 @@ def _kill(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
+
+
+class DelayingProxy(LoopbackProxy):
+    """Forwards both ways, holding each reply back ``delay`` seconds while armed.
+
+    For cancellation tests: a command reaches the server at once (and is
+    applied), its reply arrives late, and the caller is cancelled meanwhile.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.delay = 0.0
+        super().__init__(target_port, target_host)
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, reply: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if reply and self.delay:
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        _kill(src)
+        _kill(dst)

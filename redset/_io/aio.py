@@ -229,8 +229,15 @@ class AsyncDriver(_AsyncBase):
 
 
 async def _read_raw(conn: Any) -> Any:
+    """Read one reply with the connection's parser; an error reply is returned.
+
+    ``disconnect_on_error=False``: redis-py would otherwise close the
+    connection when the read is cancelled, and the reply of a pop that did
+    happen would be lost with it. The driver decides when to close (see
+    :meth:`AsyncDriver._drive`).
+    """
     try:
-        return await conn.read_response(disable_decoding=True)
+        return await conn.read_response(disable_decoding=True, disconnect_on_error=False)
     except redis.exceptions.ResponseError as exc:
         return exc
 
