@@ -143,12 +143,21 @@ class SortedSet(SetConfig):
         async for item in items:  # type: ignore[union-attr]
             chunk.append(item)
             if len(chunk) >= self.chunk_size:
-                added += await self._run(adds.add_many(self, chunk, None, flags, offset))
+                added += await self._add_chunk(chunk, flags, offset, added)
                 offset += len(chunk)
                 chunk = []
         if chunk:
-            added += await self._run(adds.add_many(self, chunk, None, flags, offset))
+            added += await self._add_chunk(chunk, flags, offset, added)
         return added
+
+    async def _add_chunk(self, chunk: List[Any], flags: Any, offset: int, added: int) -> int:
+        try:
+            return int(await self._run(adds.add_many(self, chunk, None, flags, offset)))
+        except BaseException as exc:
+            outcome = getattr(exc, "outcome", None)
+            if outcome is not None:
+                outcome.after(offset, added)  # the earlier chunks are stored
+            raise
 
     async def pop(self, timeout: Optional[float] = None, lease: Optional[float] = None) -> Any:
         """Remove and return the lowest-scored item (see :meth:`redset.sets.SortedSet.pop`).

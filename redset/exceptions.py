@@ -20,6 +20,7 @@ __all__ = [
     "PopOutcomeUnknown",
     "DeserializationError",
     "StaleLeaseError",
+    "AddOutcome",
 ]
 
 
@@ -124,3 +125,97 @@ class StaleLeaseError(RedsetError):
         super().__init__(message)
         self.key = key
         self.token = token
+
+
+Ranges = List[Tuple[int, int]]
+
+
+class AddOutcome:
+    """What an ``add_many`` that raised did, item by item.
+
+    Found as ``exc.outcome`` on every exception that ``add_many`` raises
+    (which keeps its own class: ``except redis.OutOfMemoryError`` still
+    works). Each attribute is a list of half-open ranges ``(start, stop)`` of
+    indices into the input.
+
+    :ivar stored: the server applied these items' ``ZADD`` (for ``ZADD NX``
+        that includes members that were already there).
+    :ivar refused: the server refused these items' command with an error
+        reply: none of them was stored.
+    :ivar unknown: sent, but the connection was lost before the reply: they
+        may or may not be stored.
+    :ivar not_sent_from: the index of the first item never sent; every item
+        from there on was not sent (for an iterator, the items after
+        ``consumed`` were not even taken from it).
+    :ivar consumed: how many items were taken from the input.
+    :ivar added: new members the server reported for the stored ranges.
+
+    Re-sending every range of :meth:`retry_ranges` (``ZADD NX`` makes a
+    re-send of an item that was stored after all harmless) completes the add.
+    """
+
+    def __init__(self) -> None:
+        self.stored: Ranges = []
+        self.refused: Ranges = []
+        self.unknown: Ranges = []
+        self.not_sent_from: Optional[int] = None
+        self.consumed = 0
+        self.added = 0
+
+    @staticmethod
+    def _append(ranges: Ranges, start: int, stop: int) -> None:
+        if stop <= start:
+            return
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], stop)
+        else:
+            ranges.append((start, stop))
+
+    def retry_ranges(self) -> Ranges:
+        """The ranges to send again: refused, unknown, and never sent (up to ``consumed``)."""
+        out: Ranges = []
+        for start, stop in sorted(self.refused + self.unknown):
+            self._append(out, start, stop)
+        if self.not_sent_from is not None:
+            self._append(out, self.not_sent_from, self.consumed)
+        return out
+
+    def after(self, stored_before: int, added_before: int) -> "AddOutcome":
+        """Count items ``[0, stored_before)`` as stored by earlier calls."""
+        if stored_before:
+            self.stored.insert(0, (0, stored_before))
+            if len(self.stored) > 1 and self.stored[1][0] == stored_before:
+                self.stored[0:2] = [(0, self.stored[1][1])]
+        self.added += added_before
+        return self
+
+    def __str__(self) -> str:
+        def words(ranges: Ranges) -> str:
+            return ", ".join("%d-%d" % (a, b - 1) if b - a > 1 else "%d" % a for a, b in ranges) or "none"
+
+        text = "stored: %s; refused: %s; unknown: %s" % (
+            words(self.stored), words(self.refused), words(self.unknown))
+        if self.not_sent_from is not None and self.not_sent_from < self.consumed:
+            text += "; not sent: %d-%d" % (self.not_sent_from, self.consumed - 1)
+        if self.not_sent_from is not None:
+            text += " (nothing sent from item %d on)" % self.not_sent_from
+        return text
+
+    def __repr__(self) -> str:
+        return "<AddOutcome %s>" % self
+
+
+def with_outcome(exc: BaseException, outcome: AddOutcome) -> BaseException:
+    """``exc`` as it leaves ``add_many``: same class, the outcome attached
+    (and, for server and connection errors, said in the message)."""
+    if isinstance(exc, RedsetError):  # input errors already name the item
+        exc.outcome = outcome  # type: ignore[attr-defined]
+        return exc
+    try:
+        new = type(exc)("%s [add_many: %s]" % (exc, outcome))
+    except Exception:  # noqa: BLE001 - a class with another constructor: keep it as it is
+        new = exc
+    new.outcome = outcome  # type: ignore[attr-defined]
+    if new is not exc:
+        new.__cause__ = exc
+    return new

@@ -22,6 +22,7 @@ from redset._core.calls import call, call_many, retry_delay, script
 from redset._core.config import Chunk, SetConfig
 from redset._core.errors import named_error
 from redset._core.steps import NETWORK_ERRORS, RECV_RAW, SAFE, Cmd, NotSent, Plan, Send, Sleep
+from redset.exceptions import AddOutcome, with_outcome
 
 __all__ = ["add", "add_many", "wake", "WAKE_TOKEN_TTL_MS"]
 
@@ -105,46 +106,71 @@ def add_many(cfg: SetConfig, items: Iterable[Any], scores: Optional[Iterable[Any
     """
     chunks = cfg._chunks(items, scores, start)
     if cfg.leased:
-        added = yield from _add_many_unless_inflight(cfg, flags, chunks)
+        added = yield from _add_many_unless_inflight(cfg, flags, chunks, start)
     else:
-        added = yield from zadd_window(cfg, flags, chunks)
+        added = yield from zadd_window(cfg, flags, chunks, start)
     if added or flags != (b"NX",):
         # New members, or scores that may have moved earlier: tell waiters.
         yield from wake(cfg, added or 1)
     return added
 
 
-def _add_many_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk]) -> Plan[int]:
+def _add_many_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk],
+                              start: int) -> Plan[int]:
+    """One script call per chunk (adds skip items in flight)."""
     wire = cfg._wire_impl
-    added = 0
-    sent = 0
-    for items, scores, offset in chunks:
-        pairs: List[Any] = []
-        for i in range(len(items)):
-            pairs.append(wire.format_score(scores[i], offset + i, sent))
-            pairs.append(wire.encode_member(cfg._codec, cfg._dumps, items[i], offset + i, sent))
-        added += yield from add_unless_inflight(cfg, flags, pairs)
-        sent += len(items)
-    return added
+    outcome = AddOutcome()
+    outcome.consumed = sent_to = start
+    it = iter(chunks)
+    while True:
+        try:
+            chunk = next(it, None)
+            if chunk is None:
+                return outcome.added
+            items, scores, offset = chunk
+            _consumed(outcome, offset, len(items))
+            pairs: List[Any] = []
+            for i in range(len(items)):
+                pairs.append(wire.format_score(scores[i], offset + i, sent_to - start))
+                pairs.append(wire.encode_member(cfg._codec, cfg._dumps, items[i], offset + i, sent_to - start))
+        except Exception as exc:
+            outcome.not_sent_from = sent_to
+            raise with_outcome(exc, outcome) from None
+        sent_to = offset + len(items)
+        try:
+            outcome.added += yield from add_unless_inflight(cfg, flags, pairs)
+        except ResponseError as exc:
+            AddOutcome._append(outcome.refused, offset, sent_to)
+            outcome.not_sent_from = sent_to
+            raise with_outcome(exc, outcome) from None
+        except NETWORK_ERRORS as exc:
+            AddOutcome._append(outcome.unknown, offset, sent_to)
+            outcome.not_sent_from = sent_to
+            raise with_outcome(exc, outcome) from None
+        AddOutcome._append(outcome.stored, offset, sent_to)
 
 
-def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk]) -> Plan[int]:
+def _consumed(outcome: AddOutcome, offset: int, n: int) -> None:
+    outcome.consumed = max(outcome.consumed, offset + n)
+
+
+def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk], start: int) -> Plan[int]:
     """ZADD every chunk with up to :data:`ADD_WINDOW` chunks in flight.
 
     Encoding a chunk overlaps the server's work on earlier ones. A chunk is
     encoded whole before any byte of it is sent. ZADD is idempotent, so after
     a lost connection every chunk not yet acknowledged is re-sent. (The count
     of new members then misses those whose first ZADD applied but whose reply
-    was lost.)
+    was lost.) Whatever ends the call early, every chunk in flight is
+    settled first, and the exception carries an :class:`AddOutcome`.
     """
     wire = cfg._wire_impl
     key, codec, dumps = cfg._key, cfg._codec, cfg._dumps
     pack = wire.pack_zadd
-    total = 0  # members the server reported as added
-    acked = 0  # items of chunks whose reply arrived
-    unacked = 0  # items of chunks in flight
+    outcome = AddOutcome()
+    outcome.consumed = sent_to = start  # sent_to: the index after the last item sent
     attempt = 0
-    inflight: Deque[Tuple[Cmd, int, List[Any]]] = deque()  # (command, item count, args for errors)
+    inflight: Deque[Tuple[Cmd, int, int]] = deque()  # (command, offset, item count)
     server_error: Optional[BaseException] = None
     input_error: Optional[BaseException] = None
     it = iter(chunks)
@@ -153,36 +179,40 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
         try:
             while not exhausted and input_error is None and server_error is None \
                     and len(inflight) < ADD_WINDOW:
-                chunk = next(it, None)
-                if chunk is None:
-                    exhausted = True
-                    break
-                items, scores, offset = chunk
                 try:
-                    data = pack(key, flags, items, scores, codec, dumps, offset, acked + unacked)
+                    chunk = next(it, None)
+                    if chunk is None:
+                        exhausted = True
+                        break
+                    items, scores, offset = chunk
+                    _consumed(outcome, offset, len(items))
+                    data = pack(key, flags, items, scores, codec, dumps, offset, sent_to - start)
                 except Exception as exc:  # bad input: stop sending, settle what is in flight
                     input_error = exc
                     break
                 cmd = Cmd(data, make_args=_zadd_args(wire, key, flags, items, scores, codec, dumps, offset))
-                inflight.append((cmd, len(items), ["ZADD", key]))
-                unacked += len(items)
+                inflight.append((cmd, offset, len(items)))
+                sent_to = offset + len(items)
                 yield Send([cmd])
             if not inflight:
                 break
             reply = yield RECV_RAW
-            _, n, args = inflight.popleft()
-            unacked -= n
-            acked += n
+            _, offset, n = inflight.popleft()
             if isinstance(reply, ResponseError):
-                server_error = server_error or named_error(reply, args)
+                AddOutcome._append(outcome.refused, offset, offset + n)
+                server_error = server_error or named_error(reply, ["ZADD", key])
             else:
-                total += int(reply)
+                AddOutcome._append(outcome.stored, offset, offset + n)
+                outcome.added += int(reply)
         except (NotSent,) + NETWORK_ERRORS as exc:
             error = _unwrap(exc)
             while True:
                 delay = retry_delay(attempt, error)
                 if delay is None:
-                    raise error from None
+                    for _, offset, n in inflight:
+                        AddOutcome._append(outcome.unknown, offset, offset + n)
+                    outcome.not_sent_from = sent_to
+                    raise with_outcome(error, outcome) from None
                 attempt += 1
                 yield Sleep(delay)
                 if not inflight:
@@ -192,11 +222,11 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
                     break
                 except (NotSent,) + NETWORK_ERRORS as again:
                     error = _unwrap(again)
-    if input_error is not None:
-        raise input_error
-    if server_error is not None:
-        raise server_error
-    return total
+    error = input_error or server_error
+    if error is not None:
+        outcome.not_sent_from = sent_to
+        raise with_outcome(error, outcome) from None
+    return outcome.added
 
 
 def _unwrap(exc: BaseException) -> BaseException:
