@@ -343,7 +343,13 @@ class Case:
         return contender_label(self.contender, self.op)
 
     def close(self) -> None:
-        self.admin.close()
+        """Delete the workload's key (a ``--url`` run leaves nothing behind)."""
+        try:
+            self.admin.call(b"DEL", self.workload.key)
+        except (OSError, BenchmarkError):
+            pass  # the connection broke in the round that failed; that error is reported
+        finally:
+            self.admin.close()
 
     def prepare(self) -> None:
         """Untimed: empty the key (ADD) or load the workload into it (TAKE, POP)."""

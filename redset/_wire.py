@@ -16,14 +16,18 @@ from redset import _wire_py as pure
 
 NO_EXTENSIONS = os.environ.get("REDSET_NO_EXTENSIONS", "") not in ("", "0")
 
+#: Why the compiled extension could not be imported (``None`` when it could).
+EXTENSION_ERROR: Optional[str] = None
+
 compiled: Optional[ModuleType]
 if TYPE_CHECKING:
     compiled = None
 else:
     try:
         from redset import _wire_c as compiled
-    except ImportError:  # not built: no compiler at install time
+    except ImportError as exc:  # not built (no compiler at install time) or broken
         compiled = None
+        EXTENSION_ERROR = "%s: %s" % (type(exc).__name__, exc)
 
 #: The codec module redset uses by default.
 impl: ModuleType = pure if (NO_EXTENSIONS or compiled is None) else compiled
@@ -31,4 +35,18 @@ impl: ModuleType = pure if (NO_EXTENSIONS or compiled is None) else compiled
 #: True when the compiled extension is in use.
 USE_EXTENSIONS: bool = impl is not pure
 
-__all__ = ["impl", "pure", "compiled", "USE_EXTENSIONS", "NO_EXTENSIONS"]
+
+
+def implementation() -> str:
+    """One line: which codec is in use, and why when it is the pure one."""
+    if USE_EXTENSIONS:
+        return "compiled extension (%s)" % getattr(compiled, "__file__", "redset._wire_c")
+    if NO_EXTENSIONS:
+        return "pure Python (REDSET_NO_EXTENSIONS is set)"
+    return (
+        "pure Python: the compiled extension redset._wire_c did not import (%s); "
+        "reinstall with 'pip install -v' to see why it was not built" % EXTENSION_ERROR
+    )
+
+
+__all__ = ["impl", "pure", "compiled", "USE_EXTENSIONS", "NO_EXTENSIONS", "EXTENSION_ERROR", "implementation"]

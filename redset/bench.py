@@ -121,13 +121,16 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
     server = None
     pinning = []
     if args.url:
+        from redset._cli import check_url
+
         url = args.url
+        check_url(url).close()
         if not args.no_pin:
             pinning.append("server not pinned: external (--url)")
     else:
-        from redset.testing import LocalServer
+        from redset._cli import start_embedded
 
-        server = LocalServer().start()
+        server = start_embedded()
         url = server.url
         if not args.no_pin and server.proc is not None:
             pinning.append(bm.pin_server(server.proc.pid, 0))
@@ -209,22 +212,33 @@ def format_table(run_data: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``redset bench``; returns the exit status."""
+    from redset._cli import CommandError, run_command
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        run_data = run(args, argv)
-    except bm.BenchmarkError as exc:
-        print("redset bench: wrong result, nothing reported: %s" % exc, file=sys.stderr)
-        return 1
-    print(format_table(run_data))
-    for skip in run_data["skipped"]:
-        print("skipped %(contender)s on %(workload)s %(op)s: %(reason)s" % skip)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(run_data, fh, indent=1)
-            fh.write("\n")
-        print("saved %s" % args.json)
-    return 0
+
+    def body() -> int:
+        try:
+            bm.bench_n(args.n)
+        except ValueError as exc:
+            raise CommandError(str(exc), 2) from None
+        if args.repeat < 1 or args.warmup < 0 or (args.pop_n is not None and args.pop_n < 1):
+            raise CommandError("--repeat and --pop-n must be >= 1, --warmup >= 0", 2)
+        try:
+            run_data = run(args, argv)
+        except bm.BenchmarkError as exc:
+            raise CommandError("wrong result, nothing reported: %s" % exc) from None
+        print(format_table(run_data))
+        for skip in run_data["skipped"]:
+            print("skipped %(contender)s on %(workload)s %(op)s: %(reason)s" % skip)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(run_data, fh, indent=1)
+                fh.write("\n")
+            print("saved %s" % args.json)
+        return 0
+
+    return run_command("redset bench", body)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -148,26 +148,29 @@ def _run(url: str, where: str, args: argparse.Namespace) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``redset demo``; returns 0 when nothing was lost or repeated."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if min(args.producers, args.consumers, args.tasks, args.batch) < 1 or args.work_ms < 0:
-        print("redset demo: --producers, --consumers, --tasks and --batch must be >= 1, --work-ms >= 0",
-              file=sys.stderr)
-        return 2
-    server = None
-    if args.url:
-        url, where = args.url, args.url
-    else:
-        from redset.testing import LocalServer
+    from redset._cli import CommandError, check_url, run_command, start_embedded
 
-        server = LocalServer().start()
-        url, where = server.url, "%s (embedded, %s)" % (server.version, server.url)
-    try:
-        ok = _run(url, where, args)
-    finally:
-        if server is not None:
-            server.stop()
-    print("OK: nothing lost, nothing consumed twice" if ok else "FAILED")
-    return 0 if ok else 1
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+
+    def body() -> int:
+        if min(args.producers, args.consumers, args.tasks, args.batch) < 1 or args.work_ms < 0:
+            raise CommandError("--producers, --consumers, --tasks and --batch must be >= 1, --work-ms >= 0", 2)
+        server = None
+        if args.url:
+            check_url(args.url).close()
+            url, where = args.url, args.url
+        else:
+            server = start_embedded()
+            url, where = server.url, "%s (embedded, %s)" % (server.version, server.url)
+        try:
+            ok = _run(url, where, args)
+        finally:
+            if server is not None:
+                server.stop()
+        print("OK: nothing lost, nothing consumed twice" if ok else "FAILED")
+        return 0 if ok else 1
+
+    return run_command("redset demo", body)
 
 
 if __name__ == "__main__":  # pragma: no cover

