@@ -9,19 +9,24 @@ test suite, to run everything against both, sets a set's ``_wire`` to
 from __future__ import annotations
 
 import os
-from types import ModuleType
 from typing import TYPE_CHECKING, Optional
 
-from redset import _wire_py as pure
+from redset import _wire_py
+from redset._codec import Codec
+
+#: The pure-Python codec (always importable).
+pure: Codec = _wire_py
 
 NO_EXTENSIONS = os.environ.get("REDSET_NO_EXTENSIONS", "") not in ("", "0")
 
 #: Why the compiled extension could not be imported (``None`` when it could).
 EXTENSION_ERROR: Optional[str] = None
 
-compiled: Optional[ModuleType]
-if TYPE_CHECKING:
-    compiled = None
+compiled: Optional[Codec]
+if TYPE_CHECKING:  # check the compiled module's stub against the protocol too
+    from redset import _wire_c
+
+    compiled = _wire_c
 else:
     try:
         from redset import _wire_c as compiled
@@ -30,7 +35,7 @@ else:
         EXTENSION_ERROR = "%s: %s" % (type(exc).__name__, exc)
 
 #: The codec module redset uses by default.
-impl: ModuleType = pure if (NO_EXTENSIONS or compiled is None) else compiled
+impl: Codec = pure if (NO_EXTENSIONS or compiled is None) else compiled
 
 #: True when the compiled extension is in use.
 USE_EXTENSIONS: bool = impl is not pure

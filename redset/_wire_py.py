@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 try:  # optional msgpack codec
     import msgpack as _msgpack
 except ImportError:  # pragma: no cover
-    _msgpack = None
+    _msgpack = None  # type: ignore[assignment, unused-ignore]
 
 __all__ = [
     "CODEC_DEFAULT",

@@ -140,7 +140,7 @@ class SortedSet(SetConfig):
         added = 0
         chunk: List[Any] = []
         offset = 0
-        async for item in items:  # type: ignore[union-attr]
+        async for item in items:
             chunk.append(item)
             if len(chunk) >= self.chunk_size:
                 added += await self._add_chunk(chunk, flags, offset, added)

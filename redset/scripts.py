@@ -6,6 +6,7 @@ Cluster when the keys share a hash slot.
 from __future__ import annotations
 
 import hashlib
+from typing import Dict
 
 __all__ = ["POP_DUE", "RELEASE_LOCK", "LEASE_TAKE", "LEASE_SETTLE", "ADD_UNLESS_INFLIGHT", "REQUEUE_DEAD", "LEASE_ACK_MANY", "LEASE_RELEASE_MANY", "sha1", "name_of", "name_of_sha"]
 
@@ -60,10 +61,10 @@ def name_of_sha(sha: str) -> str:
         for name, value in globals().items():
             if name.isupper() and isinstance(value, str) and name != "__all__":
                 _NAMES[sha1(value)] = name
-    return _NAMES.get(sha, "script %s" % sha)
+    return _NAMES.get(sha) or "script %s" % sha
 
 
-_NAMES: dict = {}
+_NAMES: Dict[str, str] = {}
 
 
 # -- leases (at-least-once delivery) ----------------------------------------------

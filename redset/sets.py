@@ -38,19 +38,19 @@ def socket_pops(wire: Any) -> bool:
 
 def check_take(num: Any, timeout: Optional[float], lease: Optional[float]) -> int:
     """Check take()'s arguments before anything is sent; return the count."""
-    num = check_count(num, "num")
+    count = check_count(num, "num")
     if lease is not None and not lease > 0:
         raise ValueError("lease must be a positive number of seconds, got %r" % (lease,))
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be >= 0, got %r" % (timeout,))
-    return num
+    return count
 
 
 def check_batch_size(batch_size: Any) -> int:
-    batch_size = check_count(batch_size, "batch_size")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1, got %d" % batch_size)
-    return batch_size
+    size = check_count(batch_size, "batch_size")
+    if size < 1:
+        raise ValueError("batch_size must be >= 1, got %d" % size)
+    return size
 
 
 class SortedSet(SetConfig):

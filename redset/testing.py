@@ -76,7 +76,7 @@ class LocalServer:
         self.port = port or free_port()
         self._own_dir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="redset-server-")
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional["subprocess.Popen[bytes]"] = None
         self.version = ""
         atexit.register(self.stop)
 

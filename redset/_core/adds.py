@@ -222,10 +222,10 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
                     break
                 except (NotSent,) + NETWORK_ERRORS as again:
                     error = _unwrap(again)
-    error = input_error or server_error
-    if error is not None:
+    final = input_error or server_error
+    if final is not None:
         outcome.not_sent_from = sent_to
-        raise with_outcome(error, outcome) from None
+        raise with_outcome(final, outcome) from None
     return outcome.added
 
 

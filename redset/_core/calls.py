@@ -9,8 +9,9 @@ and called again (NOSCRIPT means it did not run).
 """
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from redset._codec import Codec
 
 from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 
@@ -63,7 +64,7 @@ def lost(kind: int, args: Sequence[Any], exc: BaseException, what: str = "the it
         "applied; not retried" % (op, key), key)
 
 
-def call_many(wire: ModuleType, commands: Sequence[Sequence[Any]], kind: int = SAFE,
+def call_many(wire: Codec, commands: Sequence[Sequence[Any]], kind: int = SAFE,
               label: Optional[str] = None,
               on_cancel: Optional[Callable[[List[Any]], Plan[None]]] = None) -> Plan[List[Any]]:
     """Send ``commands`` in one write and return their replies.
@@ -114,14 +115,14 @@ def call_many(wire: ModuleType, commands: Sequence[Sequence[Any]], kind: int = S
         yield Sleep(delay)
 
 
-def call(wire: ModuleType, args: Sequence[Any], kind: int = SAFE, label: Optional[str] = None,
+def call(wire: Codec, args: Sequence[Any], kind: int = SAFE, label: Optional[str] = None,
          on_cancel: Optional[Callable[[List[Any]], Plan[None]]] = None) -> Plan[Any]:
     """Send one command and return its reply (see :func:`call_many`)."""
     replies = yield from call_many(wire, (args,), kind, label, on_cancel)
     return replies[0]
 
 
-def script(wire: ModuleType, source: str, keys: Sequence[Any], args: Sequence[Any],
+def script(wire: Codec, source: str, keys: Sequence[Any], args: Sequence[Any],
            kind: int = SAFE) -> Plan[Any]:
     """Run a script by SHA, loading it first if the server lacks it.
 
@@ -142,7 +143,7 @@ def script(wire: ModuleType, source: str, keys: Sequence[Any], args: Sequence[An
     return (yield from call(wire, cmd, kind, label))
 
 
-def pop(wire: ModuleType, args: Sequence[Any], codec: int, loads: Any,
+def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
         source: Optional[str] = None) -> Plan[Tuple[List[Any], List[Tuple[bytes, BaseException]]]]:
     """Run one pop (ZPOPMIN, or the script ``source`` called by ``args``) and
     return ``(items, failures)``: the members decoded, and the raw bytes and
@@ -175,7 +176,7 @@ def pop(wire: ModuleType, args: Sequence[Any], codec: int, loads: Any,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def put_back(wire: ModuleType, key: Any, pairs: Any) -> Plan[None]:
+def put_back(wire: Codec, key: Any, pairs: Any) -> Plan[None]:
     """``ZADD key NX`` the ``(member, score)`` pairs of a pop never delivered."""
     if pairs and not isinstance(pairs, ResponseError):
         restore: List[Any] = ["ZADD", key, "NX"]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from redset._codec import Codec
+
 from redset import _wire
-from redset.serializers import CODEC_CUSTOM, CODEC_DEFAULT, codec_of
+from redset._wire_py import CODEC_CUSTOM, CODEC_DEFAULT
+from redset.serializers import codec_of
 
 __all__ = ["SetConfig", "lease_keys", "new_token", "DEFAULT_CHUNK_SIZE"]
 
@@ -149,7 +151,7 @@ class SetConfig:
             raise ValueError("max_deliveries must be >= 1, got %r" % (max_deliveries,))
         self._name = name
         self._key = name.encode("utf-8") if isinstance(name, str) else bytes(name)
-        self._wire_impl: ModuleType = _wire.impl
+        self._wire_impl: Codec = _wire.impl
         self.scorer = scorer or self._default_scorer
         self.serializer = serializer
         self.duplicates = duplicates
@@ -179,12 +181,12 @@ class SetConfig:
         self._set_codec()
 
     @property
-    def _wire(self) -> ModuleType:
+    def _wire(self) -> Codec:
         """The codec module (compiled or pure) this set uses."""
         return self._wire_impl
 
     @_wire.setter
-    def _wire(self, module: ModuleType) -> None:
+    def _wire(self, module: Codec) -> None:
         self._wire_impl = module
         self._driver_changed()
 
@@ -214,11 +216,6 @@ class SetConfig:
                 user_loads = loads
                 loads = lambda raw: user_loads(raw.decode("utf-8"))  # noqa: E731
         self._codec, self._dumps, self._loads = codec, dumps, loads
-
-    def _flags(self, nx: Optional[bool], xx: bool, gt: bool, lt: bool, default: str) -> Tuple[bytes, ...]:
-        if nx is None and not (xx or gt or lt):
-            nx, xx, gt, lt = _DUPLICATE_POLICIES[self.duplicates or default]
-        return _zadd_flags(bool(nx), xx, gt, lt)
 
     def _flags(self, nx: Optional[bool], xx: bool, gt: bool, lt: bool, default: str) -> Tuple[bytes, ...]:
         if nx is None and not (xx or gt or lt):

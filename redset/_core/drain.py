@@ -1,10 +1,11 @@
 """The drain plan: pop batches until the set is empty, the next pop in flight."""
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from redis.exceptions import ResponseError
+
+from redset._codec import Codec
 
 from redset._core.calls import lost, put_back
 from redset._core.errors import named_error
@@ -19,7 +20,7 @@ __all__ = ["pop_batches"]
 Failures = List[Tuple[bytes, BaseException]]
 
 
-def pop_batches(wire: ModuleType, make_request: Callable[[], Sequence[Any]], batch_size: int, codec: int,
+def pop_batches(wire: Codec, make_request: Callable[[], Sequence[Any]], batch_size: int, codec: int,
                 loads: Any, restore_key: bytes, on_failures: Callable[[List[Any], Failures], Plan[None]],
                 label: Any = None) -> Plan[None]:
     """Deliver the items of each pop until a pop returns fewer than
@@ -92,7 +93,7 @@ def pop_batches(wire: ModuleType, make_request: Callable[[], Sequence[Any]], bat
         raise lost(POPS, last, exc, what, label) from exc
 
 
-def _put_back(wire: ModuleType, key: bytes, sent: int) -> Plan[None]:
+def _put_back(wire: Codec, key: bytes, sent: int) -> Plan[None]:
     """Read the pop still in flight (if any) and put its members back at
     their scores: they were popped but never handed over."""
     if sent:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import time
-from types import ModuleType
 from typing import Optional
+
+from redset._codec import Codec
 
 from redset import scripts
 from redset._core.calls import call, script
@@ -14,7 +15,7 @@ from redset.exceptions import LockTimeout
 __all__ = ["acquire", "release", "locked"]
 
 
-def acquire(wire: ModuleType, key: str, expires: float, timeout: float, poll_interval: float) -> Plan[bytes]:
+def acquire(wire: Codec, key: str, expires: float, timeout: float, poll_interval: float) -> Plan[bytes]:
     """Take the lock, polling up to ``timeout``; return the token it holds.
 
     :raises LockTimeout: if another holder keeps it past the timeout.
@@ -31,14 +32,14 @@ def acquire(wire: ModuleType, key: str, expires: float, timeout: float, poll_int
         yield Sleep(min(poll_interval, remaining))
 
 
-def release(wire: ModuleType, key: str, token: Optional[bytes]) -> Plan[bool]:
+def release(wire: Codec, key: str, token: Optional[bytes]) -> Plan[bool]:
     """Delete the lock key only if it still holds ``token``."""
     if token is None:
         return False
     return bool((yield from script(wire, scripts.RELEASE_LOCK, (key,), (token,))))
 
 
-def locked(wire: ModuleType, key: str) -> Plan[bool]:
+def locked(wire: Codec, key: str) -> Plan[bool]:
     """Whether some holder currently holds the lock."""
     return bool((yield from call(wire, ("EXISTS", key))))
 

@@ -104,7 +104,7 @@ def _block(cfg: SetConfig, num: int, wait: float) -> Plan[List[Any]]:
     items = wire.decode_items(first, cfg._codec, cfg._loads, failures, True)
     if failures:
         yield from handle_failures(cfg, items, failures)
-    return items  # type: ignore[no-any-return]
+    return items
 
 
 def sleep_until_work(cfg: SetConfig, remaining: float, include_inflight: bool,

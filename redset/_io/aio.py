@@ -15,11 +15,12 @@ mode), or left leased until they expire (lease mode): see
 from __future__ import annotations
 
 import asyncio
-from types import ModuleType
-from typing import Any, AsyncIterator, List, Optional
+from typing import Any, AsyncGenerator, AsyncIterator, List, Optional, Union
 
 import redis
 import redis.asyncio
+
+from redset._codec import Codec
 
 from redset._core.steps import (
     NETWORK_ERRORS, RAW, Cancelled, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery,
@@ -57,14 +58,14 @@ class _Plan:
 
 
 class _AsyncBase:
-    wire: ModuleType
+    wire: Codec
 
     async def run(self, plan: Any) -> Any:
         """Run a plan to its end and return its result."""
         result: List[Any] = []
         steps = self._drive(plan, result)
         async for _ in steps:
-            await steps.aclose()  # type: ignore[attr-defined]
+            await steps.aclose()
             raise RuntimeError("a plan delivered values to run(); use iterate()")
         return result[0]
 
@@ -75,19 +76,20 @@ class _AsyncBase:
     async def socket_timeout(self) -> Optional[float]:
         return None
 
-    def _drive(self, plan: Any, result: List[Any]) -> AsyncIterator[Any]:
+    async def _drive(self, plan: Any, result: List[Any]) -> AsyncGenerator[Any, None]:
         raise NotImplementedError
+        yield  # an async generator, like the drivers' own
 
 
 class AsyncDriver(_AsyncBase):
     """Drive a pooled ``redis.asyncio`` connection with pre-encoded RESP bytes."""
 
-    def __init__(self, client: "redis.asyncio.Redis", wire: ModuleType, socket_pops: bool) -> None:
+    def __init__(self, client: "redis.asyncio.Redis", wire: Codec, socket_pops: bool) -> None:
         self.client = client
-        self.pool = client.connection_pool
+        self.pool: Any = client.connection_pool  # get_connection() is untyped in redis.asyncio
         self.wire = wire
         self.socket_pops = socket_pops
-        self._timeout: Any = False
+        self._timeout: Union[float, None, bool] = False
 
     async def _acquire(self) -> Any:
         single = getattr(self.client, "connection", None)
@@ -107,9 +109,9 @@ class AsyncDriver(_AsyncBase):
         if self._timeout is False:
             value = self.pool.connection_kwargs.get("socket_timeout")
             self._timeout = float(value) if value else None
-        return self._timeout  # type: ignore[no-any-return]
+        return None if isinstance(self._timeout, bool) else self._timeout
 
-    async def _drive(self, plan: Any, result: List[Any]) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def _drive(self, plan: Any, result: List[Any]) -> AsyncGenerator[Any, None]:
         st = _Plan(plan)
         try:
             while True:
@@ -285,11 +287,11 @@ def _abandon(conn: Any) -> None:
 class AsyncClientDriver(_AsyncBase):
     """Run plans through an asyncio client's public ``execute_command``."""
 
-    def __init__(self, client: Any, wire: ModuleType) -> None:
+    def __init__(self, client: Any, wire: Codec) -> None:
         self.client = client
         self.wire = wire
 
-    async def _drive(self, plan: Any, result: List[Any]) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def _drive(self, plan: Any, result: List[Any]) -> AsyncGenerator[Any, None]:
         steps = _Plan(plan)
         queued: List[Any] = []
         pops = PopState(self.wire, False, memoryview(b""))
@@ -343,7 +345,7 @@ class AsyncClientDriver(_AsyncBase):
             return exc
 
 
-def make_async_driver(client: Any, wire: ModuleType, socket_pops: bool) -> _AsyncBase:
+def make_async_driver(client: Any, wire: Codec, socket_pops: bool) -> _AsyncBase:
     """Pick :class:`AsyncDriver` for ``redis.asyncio`` clients it can drive."""
     pool = getattr(client, "connection_pool", None)
     conn_cls = getattr(pool, "connection_class", None)

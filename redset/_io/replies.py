@@ -9,8 +9,9 @@ do the I/O it asks for, each in its own way.
 from __future__ import annotations
 
 import inspect
-from types import ModuleType
 from typing import Any, Generator, List, Optional
+
+from redset._codec import Codec
 
 from redis.exceptions import ResponseError
 
@@ -19,7 +20,7 @@ from redset._core.steps import PAIRS, POP, Recv
 try:  # redis-py 5+
     from redis._parsers import BaseParser as _BaseParser
 except ImportError:  # pragma: no cover - redis-py 4.x
-    from redis.connection import BaseParser as _BaseParser
+    from redis.connection import BaseParser as _BaseParser  # type: ignore[attr-defined]
 
 __all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "reply_error", "server_error"]
 
@@ -73,7 +74,7 @@ class PopState:
 
     __slots__ = ("wire", "direct", "view", "reader")
 
-    def __init__(self, wire: ModuleType, direct: bool, view: memoryview) -> None:
+    def __init__(self, wire: Codec, direct: bool, view: memoryview) -> None:
         self.wire = wire
         self.direct = direct
         self.view = view

@@ -15,10 +15,11 @@ leaves the plan (a half-read reply would poison the next user).
 from __future__ import annotations
 
 import time
-from types import ModuleType
-from typing import Any, Iterator, List, Optional
+from typing import Any, Generator, Iterator, List, Optional, Union
 
 import redis
+
+from redset._codec import Codec
 
 from redset._core.steps import (
     NETWORK_ERRORS, RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery,
@@ -39,7 +40,7 @@ _RECV_SIZE = 65536
 class _Driver:
     """What both sync drivers share: stepping a plan."""
 
-    wire: ModuleType
+    wire: Codec
 
     def run(self, plan: Any) -> Any:
         """Run a plan to its end and return its result."""
@@ -59,20 +60,20 @@ class _Driver:
         """The client's read timeout, which a blocking command must stay under."""
         return None
 
-    def _drive(self, plan: Any) -> Any:
+    def _drive(self, plan: Any) -> Generator[Any, None, Any]:
         raise NotImplementedError
 
 
 class SyncDriver(_Driver):
     """Drive a pooled redis-py connection with pre-encoded RESP bytes."""
 
-    def __init__(self, client: "redis.Redis", wire: ModuleType, socket_pops: bool) -> None:
+    def __init__(self, client: "redis.Redis", wire: Codec, socket_pops: bool) -> None:
         self.client = client
         self.pool = client.connection_pool
         self.wire = wire
         self.socket_pops = socket_pops
         self._buffers: List[memoryview] = []
-        self._timeout: Any = False
+        self._timeout: Union[float, None, bool] = False
 
     # -- connections -------------------------------------------------------
     def _acquire(self) -> Any:
@@ -100,7 +101,7 @@ class SyncDriver(_Driver):
             if value is None:
                 value = self.pool.connection_kwargs.get("socket_timeout")
             self._timeout = float(value) if value else None
-        return self._timeout
+        return None if isinstance(self._timeout, bool) else self._timeout
 
     def _buffer(self) -> memoryview:
         try:
@@ -109,7 +110,7 @@ class SyncDriver(_Driver):
             return memoryview(bytearray(_RECV_SIZE))
 
     # -- the plan loop ----------------------------------------------------------
-    def _drive(self, plan: Any) -> Any:
+    def _drive(self, plan: Any) -> Generator[Any, None, Any]:
         conn: Any = None
         sock: Any = None
         pops: Optional[PopState] = None
@@ -240,11 +241,11 @@ class ClientDriver(_Driver):
     at-most-once guarantee of :class:`SyncDriver`.
     """
 
-    def __init__(self, client: Any, wire: ModuleType) -> None:
+    def __init__(self, client: Any, wire: Codec) -> None:
         self.client = client
         self.wire = wire
 
-    def _drive(self, plan: Any) -> Any:
+    def _drive(self, plan: Any) -> Generator[Any, None, Any]:
         queued: List[Any] = []  # commands sent, run when their reply is read
         pops = PopState(self.wire, False, memoryview(b""))
         answer: Any = None
@@ -300,7 +301,7 @@ class ClientDriver(_Driver):
             return reply_error(exc)
 
 
-def make_driver(client: Any, wire: ModuleType, socket_pops: bool) -> _Driver:
+def make_driver(client: Any, wire: Codec, socket_pops: bool) -> _Driver:
     """Pick :class:`SyncDriver` for redis-py clients it can drive."""
     pool = getattr(client, "connection_pool", None)
     conn_cls = getattr(pool, "connection_class", None)
