@@ -122,10 +122,11 @@ def _tables(run: Run) -> List[str]:
     out: List[str] = []
     for title, rows in table_rows(run.results):
         out += ["", "### " + title, ""]
-        out += ["| contender | items/s | × limit | × redis-py by hand |", "| --- | ---: | ---: | ---: |"]
-        for label, rate, to_limit, to_hand in rows:
+        out += ["| contender | items/s | × limit | × redis-py by hand | asyncio × sync |",
+                "| --- | ---: | ---: | ---: | ---: |"]
+        for label, rate, to_limit, to_hand, to_sync in rows:
             emphasis = "**" if label.startswith("redset compiled") else ""
-            out.append("| %s%s%s | %s | %s | %s |" % (emphasis, label, emphasis, rate, to_limit, to_hand))
+            out.append("| %s%s%s | %s | %s | %s | %s |" % (emphasis, label, emphasis, rate, to_limit, to_hand, to_sync))
     return out
 
 
