@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Dict, List, Optional
 
-from redset._bench_cases import Case
-from redset._bench_core import CHUNK, PIPELINE_DEPTH, Unavailable, Workload
+from redset._bench_cases import Case, RedsetCase
+from redset._bench_core import CHUNK, PIPELINE_DEPTH, collect_pops, Workload
 
 __all__ = ["AsyncRedsetCase", "AsyncRedsetDrainCase", "AsyncRedisPyCase", "ASYNC_CASES"]
 
@@ -25,15 +25,19 @@ class _AsyncCase(Case):
     """A case whose work is a coroutine, run on the case's own event loop."""
 
     def __init__(self, workload: Workload, op: str, url: str) -> None:
-        super().__init__(workload, op, url)
-        self.loop = asyncio.new_event_loop()
+        self.loop = asyncio.new_event_loop()  # first: connect() may need it
+        try:
+            super().__init__(workload, op, url)
+        except BaseException:
+            self.loop.close()
+            raise
 
     def close(self) -> None:
         try:
             self.loop.run_until_complete(self.aclose())
         finally:
             self.loop.close()
-            super().close()
+            Case.close(self)
 
     async def aclose(self) -> None:
         pass
@@ -45,53 +49,37 @@ class _AsyncCase(Case):
         raise NotImplementedError
 
 
-class AsyncRedsetCase(_AsyncCase):
+class AsyncRedsetCase(_AsyncCase, RedsetCase):
     """``redset.asyncio.SortedSet`` on a ``redis.asyncio.Redis`` client."""
 
     contender = "redset-async"
-    wire = "compiled"
-    drain = False
+    set_module = "redset.asyncio"
 
-    def __init__(self, workload: Workload, op: str, url: str) -> None:
-        try:
-            import redis.asyncio
+    def connect(self, url: str) -> Any:
+        import redis.asyncio
 
-            from redset import _wire
-            from redset.asyncio import SortedSet
-        except ImportError as exc:
-            raise Unavailable("redset.asyncio is not importable: %s" % exc) from None
-        codec = getattr(_wire, self.wire)
-        if codec is None:
-            raise Unavailable("the compiled codec redset._wire_c is not built")
-        super().__init__(workload, op, url)
-        self.client = redis.asyncio.Redis.from_url(url)
-        self.loop.run_until_complete(self.client.ping())
-        self.set = SortedSet(self.client, workload.key.decode(), serializer=workload.redset_serializer())
-        self.set._wire = codec
+        client = redis.asyncio.Redis.from_url(url)
+        self.loop.run_until_complete(client.ping())
+        return client
 
     async def aclose(self) -> None:
         await _aclose(self.client)
 
     async def arun(self) -> Any:
-        s = self.set
+        s, wl = self.set, self.workload
         if self.op == "add":
-            return await s.add_many(self.workload.items, range(self.workload.n))
-        out: List[Any] = []
-        if self.op == "pop":
-            pop, append = s.pop, out.append
-            try:
-                while True:
-                    append(await pop())
-            except KeyError:
-                return out
+            return await s.add_many(wl.items, range(wl.n))
         if self.drain:
-            async for batch in s.drain(CHUNK):
-                out.extend(batch)
-            return out
+            return [item async for batch in s.drain(CHUNK) for item in batch]
+        out: List[Any] = []
+        size = 1 if self.op == "pop" else CHUNK
         while True:
-            batch = await s.take(CHUNK)
-            out.extend(batch)
-            if len(batch) < CHUNK:
+            try:
+                got = [await s.pop()] if size == 1 else await s.take(size)
+            except KeyError:  # pop() on an empty set
+                return out
+            out += got
+            if len(got) < size:
                 return out
 
 
@@ -121,11 +109,10 @@ class AsyncRedisPyCase(_AsyncCase):
     async def arun(self) -> Any:
         wl, key = self.workload, self.workload.key
         if self.op == "add":
-            items, dumps = wl.items, wl.dumps
             pipe = self.client.pipeline(transaction=False)
             added = 0
-            for chunk in wl.chunks():
-                pipe.zadd(key, {dumps(items[i]): i for i in chunk}, nx=True)
+            for mapping in wl.mappings():
+                pipe.zadd(key, mapping, nx=True)
                 if len(pipe) >= PIPELINE_DEPTH:
                     added += sum(await pipe.execute())
             if len(pipe):
@@ -144,14 +131,7 @@ class AsyncRedisPyCase(_AsyncCase):
         while True:
             for _ in range(PIPELINE_DEPTH):
                 pipe.zpopmin(key, CHUNK)
-            done = False
-            for batch in await pipe.execute():
-                if loads is None:
-                    out.extend([member for member, _ in batch])
-                else:
-                    out.extend([loads(member) for member, _ in batch])
-                done = done or len(batch) < CHUNK
-            if done:
+            if collect_pops(await pipe.execute(), loads, out):
                 return out
 
 

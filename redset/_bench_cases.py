@@ -3,10 +3,11 @@ See :mod:`redset._benchmark`."""
 from __future__ import annotations
 
 import gc
+import importlib
 import time
 from typing import Any, Dict, List, Optional
 
-from redset._bench_core import CHUNK, PIPELINE_DEPTH, BenchmarkError, RawConnection, Unavailable, Workload
+from redset._bench_core import CHUNK, PIPELINE_DEPTH, collect_pops, BenchmarkError, RawConnection, Unavailable, Workload
 from redset._bench_report import contender_label
 
 # --------------------------------------------------------------------------
@@ -183,11 +184,10 @@ class RedisPyCase(Case):
 
     def run_add(self) -> int:
         wl, key = self.workload, self.workload.key
-        items, dumps = wl.items, wl.dumps
         pipe = self.client.pipeline(transaction=False)
         added = 0
-        for chunk in wl.chunks():
-            pipe.zadd(key, {dumps(items[i]): i for i in chunk}, nx=True)
+        for mapping in wl.mappings():
+            pipe.zadd(key, mapping, nx=True)
             if len(pipe) >= PIPELINE_DEPTH:
                 added += sum(pipe.execute())
         if len(pipe):
@@ -201,14 +201,7 @@ class RedisPyCase(Case):
         while True:
             for _ in range(PIPELINE_DEPTH):
                 pipe.zpopmin(key, CHUNK)
-            done = False
-            for batch in pipe.execute():
-                if loads is None:
-                    out.extend([member for member, _ in batch])
-                else:
-                    out.extend([loads(member) for member, _ in batch])
-                done = done or len(batch) < CHUNK
-            if done:
+            if collect_pops(pipe.execute(), loads, out):
                 return out
 
     def run_pop(self) -> List[Any]:
@@ -227,6 +220,23 @@ class RedisPyResp2Case(RedisPyCase):
     protocol = 2
 
 
+def redset_codec(name: str) -> Any:
+    """redset's ``"compiled"`` or ``"pure"`` codec, or :class:`Unavailable`."""
+    from redset import _wire
+
+    codec = getattr(_wire, name)
+    if codec is None:
+        raise Unavailable("the compiled codec redset._wire_c is not built: %s" % _wire.implementation())
+    return codec
+
+
+def open_set(cls: Any, client: Any, workload: Workload, codec: Any) -> Any:
+    """A redset set of class ``cls`` on the workload's key, with its serializer and ``codec``."""
+    s = cls(client, workload.key.decode(), serializer=workload.redset_serializer())
+    s._wire = codec
+    return s
+
+
 class RedsetCase(Case):
     """redset's own API, on the compiled or the pure-Python codec."""
 
@@ -234,20 +244,21 @@ class RedsetCase(Case):
     wire = "compiled"
     drain = False
 
+    #: The module whose SortedSet is measured.
+    set_module = "redset"
+
     def __init__(self, workload: Workload, op: str, url: str) -> None:
-        try:
-            import redis
-            from redset import SortedSet, _wire
-        except ImportError as exc:
-            raise Unavailable("redset is not importable: %s" % exc) from None
-        codec = getattr(_wire, self.wire)
-        if codec is None:
-            raise Unavailable("the compiled codec redset._wire_c is not built")
+        codec = redset_codec(self.wire)
         super().__init__(workload, op, url)
-        self.client = redis.Redis.from_url(url)
-        self.client.ping()
-        self.set = SortedSet(self.client, workload.key.decode(), serializer=workload.redset_serializer())
-        self.set._wire = codec
+        self.client = self.connect(url)
+        self.set = open_set(importlib.import_module(self.set_module).SortedSet, self.client, workload, codec)
+
+    def connect(self, url: str) -> Any:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        client.ping()  # connect now, not inside the first timed round
+        return client
 
     def close(self) -> None:
         self.client.close()

@@ -153,6 +153,13 @@ class Workload:
         for start in range(0, self.n, CHUNK):
             yield range(start, min(start + CHUNK, self.n))
 
+    def mappings(self) -> Iterator[Dict[Any, int]]:
+        """``{dumps(item): score}`` per chunk, encoded as it is asked for (so
+        inside the timed region), as a redis-py user passes them to zadd()."""
+        items, dumps = self.items, self.dumps
+        for chunk in self.chunks():
+            yield {dumps(items[i]): i for i in chunk}
+
     @functools.cached_property
     def zadd_payload(self) -> bytes:
         """``ZADD key NX 0 m0 1 m1 ...`` per chunk of 1,000, concatenated."""
@@ -192,6 +199,19 @@ class Workload:
         if self.name == "w2-orjson":
             return serializers.JSONSerializer()
         return serializers.MsgpackSerializer()
+
+
+def collect_pops(replies: List[Any], loads: Optional[Callable[[Any], Any]], out: List[Any]) -> bool:
+    """Append the members of pipelined ``ZPOPMIN key 1000`` replies to ``out``,
+    loaded as a redis-py user would; True once a reply came back short (empty)."""
+    done = False
+    for batch in replies:
+        if loads is None:
+            out.extend([member for member, _ in batch])
+        else:
+            out.extend([loads(member) for member, _ in batch])
+        done = done or len(batch) < CHUNK
+    return done
 
 
 @functools.lru_cache(maxsize=None)

@@ -29,16 +29,17 @@ expires, then come back).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, List, Optional, Union
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, List, Optional, Union
 
 from redset import _wire
-from redset._core import adds, leasing, locking, pops, reads
-from redset._core.config import DEFAULT_CHUNK_SIZE, SetConfig, TimeScored
+from redset._core import adds, consuming, leasing, locking, pops, reads
+from redset._core.config import SetConfig, TimeScored
 from redset._core.steps import Plan
 from redset._io.aio import make_async_driver
-from redset.exceptions import OutcomeUnknown, StaleLeaseError
-from redset.sets import check_batch_size, check_take, socket_pops
+from redset.exceptions import StaleLeaseError
+from redset.sets import check_batch_size, check_take
 
 __all__ = ["SortedSet", "TimeSortedSet", "ScheduledSet", "Lock", "Lease", "Consumer"]
 
@@ -58,43 +59,8 @@ class SortedSet(SetConfig):
     """An asyncio twin of :class:`redset.sets.SortedSet`: same arguments,
     coroutine methods. See there for every parameter."""
 
-    def __init__(
-        self,
-        redis_client: Any,
-        name: str,
-        scorer: Optional[Callable[[Any], float]] = None,
-        serializer: Any = None,
-        lock_timeout: Optional[float] = None,
-        lock_expires: Optional[float] = None,
-        *,
-        duplicates: Optional[str] = None,
-        on_decode_error: str = "skip",
-        dead_letter_key: Optional[str] = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        max_deliveries: Optional[int] = None,
-        leased: bool = False,
-    ) -> None:
-        _require_async_client(redis_client, type(self).__name__)
-        self._redis = redis_client
-        self._driver: Any = None
-        super().__init__(name, scorer, serializer, duplicates=duplicates, on_decode_error=on_decode_error,
-                         dead_letter_key=dead_letter_key, chunk_size=chunk_size,
-                         max_deliveries=max_deliveries, leased=leased)
-        self.lock = Lock(redis_client, "%s__lock" % (name,), expires=lock_expires, timeout=lock_timeout)
-
-    @property
-    def redis(self) -> Any:
-        """The client this set talks through."""
-        return self._redis
-
-    def _driver_changed(self) -> None:
-        self._driver = None
-
-    @property
-    def _io(self) -> Any:
-        if self._driver is None:
-            self._driver = make_async_driver(self._redis, self._wire_impl, socket_pops(self._wire_impl))
-        return self._driver
+    _check_client = staticmethod(_require_async_client)
+    _driver_factory = staticmethod(make_async_driver)
 
     async def _run(self, plan: Plan[Any]) -> Any:
         return await self._io.run(plan)
@@ -254,45 +220,28 @@ class ScheduledSet(TimeSortedSet):
         return int(await self._run(reads.available(self)))
 
 
-class Lease:
+class Lease(consuming.LeaseBase):
     """One leased item: settle it with :meth:`ack`, :meth:`nack` or :meth:`extend` (coroutines).
 
-    Same attributes as :class:`redset.leases.Lease`.
+    Same attributes and outcomes as :class:`redset.leases.Lease`.
     """
 
-    __slots__ = ("item", "score", "deliveries", "token", "deadline", "member", "_set", "settled")
-
-    def __init__(self, owner: SortedSet, member: bytes, item: Any, score: float, deliveries: int,
-                 token: str, deadline: float) -> None:
-        self._set = owner
-        self.member = member
-        self.item = item
-        self.score = score
-        self.deliveries = deliveries
-        self.token = token
-        self.deadline = deadline
-        self.settled = False
-
-    def __repr__(self) -> str:
-        return "<Lease item=%r deliveries=%d deadline=%.3f>" % (self.item, self.deliveries, self.deadline)
+    __slots__ = ()
 
     async def ack(self) -> None:
         """Remove the item for good (see :meth:`redset.leases.Lease.ack`)."""
-        await self._set._run(leasing.settle(self._set, self.member, self.token, self.item, "ack"))
-        self.settled = True
+        await self._set._run(consuming.ack(self))
 
     async def nack(self, score: Optional[float] = None, delay: Optional[float] = None) -> bool:
         """Put the item back (see :meth:`redset.leases.Lease.nack`)."""
-        result = bool(await self._set._run(leasing.nack(self._set, self, score, delay)))
-        self.settled = True
-        return result
+        return bool(await self._set._run(consuming.nack(self, score, delay)))
 
     async def extend(self, seconds: float) -> None:
         """Renew the lease to expire ``seconds`` from now."""
-        self.deadline = await self._set._run(leasing.extend(self._set, self, seconds))
+        await self._set._run(consuming.extend(self, seconds))
 
 
-class Consumer:
+class Consumer(consuming.ConsumerBase):
     """The asyncio consumer loop: ack on next, nack on exception.
 
     ::
@@ -313,21 +262,10 @@ class Consumer:
 
     def __init__(self, owner: SortedSet, lease: float = 30.0, batch_size: int = 10,
                  timeout: Optional[float] = None, handle_signals: bool = False) -> None:
-        if lease <= 0:
-            raise ValueError("lease must be positive")
-        self._set = owner
-        self.lease = lease
-        self.batch_size = int(batch_size)
-        self.timeout = timeout
-        self.handle_signals = handle_signals
-        self.stopping = asyncio.Event()
-        self._batch: List[Lease] = []
-        self._current: Optional[Lease] = None
+        super().__init__(owner, lease, batch_size, timeout, handle_signals, asyncio.Event(),
+                         contextlib.nullcontext())
         self._extender: Optional["asyncio.Task[None]"] = None
         self._signals: List[int] = []
-        self.signalled: Optional[int] = None
-        self.acked = 0
-        self.nacked = 0
 
     async def __aenter__(self) -> "Consumer":
         if self.handle_signals:
@@ -340,16 +278,7 @@ class Consumer:
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            current, self._current = self._current, None
-            rest, self._batch = self._batch, []
-            if current is not None and not current.settled:
-                if exc_type is None:
-                    await self._ack(current)
-                else:
-                    await self._nack(current)
-            held = [x for x in rest if not x.settled]
-            if held:
-                await self._set._run(leasing.release_many(self._set, held))
+            await self._set._run(consuming.finish(self, exc_type is not None))
         finally:
             self.stopping.set()
             if self._extender is not None:
@@ -368,81 +297,32 @@ class Consumer:
             self.signalled = signum
         self.stopping.set()
 
-    def stop(self) -> None:
-        """Stop after the current item."""
-        self.stopping.set()
-
-    async def _ack(self, lease: Lease) -> None:
-        try:
-            await lease.ack()
-            self.acked += 1
-        except StaleLeaseError:
-            pass  # it expired and was re-leased: the other consumer owns it now
-        except OutcomeUnknown:
-            pass  # at-least-once: if the ack did not apply, the lease expires
-
-    async def _nack(self, lease: Lease) -> None:
-        try:
-            await lease.nack()
-            self.nacked += 1
-        except StaleLeaseError:
-            pass
-
     async def _extend_loop(self) -> None:
-        interval = self.lease / 3.0
         while not self.stopping.is_set():
-            await asyncio.sleep(interval)
-            held = [x for x in ([self._current] if self._current else []) + self._batch if not x.settled]
-            for lease in held:
-                try:
-                    await lease.extend(self.lease)
-                except Exception:  # noqa: BLE001 - stale, or retried next interval
-                    pass
+            await asyncio.sleep(self.lease / 3.0)
+            try:
+                await self._set._run(consuming.extend_held(self))
+            except Exception:  # noqa: BLE001 - the server is away: retried next interval
+                pass
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Any]:
+        read_timeout = await self._set._io.socket_timeout()
         while True:
-            previous, self._current = self._current, None
-            if previous is not None and not previous.settled:
-                await self._ack(previous)
-            if self.stopping.is_set():
+            item = await self._set._run(consuming.next_item(self, read_timeout))
+            if item is consuming.END:
                 return
-            if not self._batch:
-                wait = self.timeout
-                got: List[Lease] = []
-                while not got and not self.stopping.is_set():
-                    slice_ = 1.0 if wait is None else min(1.0, wait)
-                    got = await self._set.take(self.batch_size, lease=self.lease, timeout=slice_)
-                    if not got and wait is not None:
-                        wait -= slice_
-                        if wait <= 0:
-                            return
-                if not got:
-                    return
-                self._batch = got
-            self._current = self._batch.pop(0)
-            yield self._current.item
+            yield item
 
 
-class Lock:
+class Lock(locking.LockConfig):
     """The asyncio twin of :class:`redset.locks.Lock`: ``async with lock: ...``."""
 
     def __init__(self, redis: Any, key: str, expires: Optional[float] = None,
                  timeout: Optional[float] = None, poll_interval: Optional[float] = None) -> None:
-        self.redis = redis
-        self.key = key
-        self.expires = 20 if expires is None else expires
-        self.timeout = 10 if timeout is None else timeout
-        self.poll_interval = 0.2 if poll_interval is None else poll_interval
-        if self.expires <= 0:
-            raise ValueError("expires must be positive, got %r" % (expires,))
-        if self.timeout < 0:
-            raise ValueError("timeout must be >= 0, got %r" % (timeout,))
-        if self.poll_interval <= 0:
-            raise ValueError("poll_interval must be positive, got %r" % (poll_interval,))
-        self.token: Optional[bytes] = None
+        super().__init__(redis, key, expires, timeout, poll_interval)
         self._driver: Any = None
 
     @property
@@ -471,3 +351,6 @@ class Lock:
 
     async def __aexit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         await self.release()
+
+
+SortedSet._lock_class = Lock

@@ -9,26 +9,20 @@ next leased take of any consumer, at the item's original score; after
 """
 from __future__ import annotations
 
-import logging
-import os
 import signal
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
-from redset._core import leasing
+from redset._core import consuming
 from redset._core.config import lease_keys, new_token
-from redset.exceptions import OutcomeUnknown, StaleLeaseError
 
 if TYPE_CHECKING:
     from redset.sets import SortedSet
 
 __all__ = ["Lease", "Consumer", "lease_keys", "new_token"]
 
-log = logging.getLogger(__name__)
 
-
-class Lease:
+class Lease(consuming.LeaseBase):
     """One leased item: settle it with :meth:`ack`, :meth:`nack` or :meth:`extend`.
 
     :ivar item: the deserialized item.
@@ -38,25 +32,7 @@ class Lease:
     :ivar deadline: UNIX time at which the lease expires.
     """
 
-    __slots__ = ("item", "score", "deliveries", "token", "deadline", "member", "_set", "settled")
-
-    def __init__(self, owner: "SortedSet", member: bytes, item: Any, score: float,
-                 deliveries: int, token: str, deadline: float) -> None:
-        self._set = owner
-        self.member = member
-        self.item = item
-        self.score = score
-        self.deliveries = deliveries
-        self.token = token
-        self.deadline = deadline
-        self.settled = False
-
-    def __repr__(self) -> str:
-        return "<Lease item=%r deliveries=%d deadline=%.3f>" % (self.item, self.deliveries, self.deadline)
-
-    def _settle(self, op: str, arg: str = "") -> int:
-        owner = self._set
-        return int(owner._run(leasing.settle(owner, self.member, self.token, self.item, op, arg)))
+    __slots__ = ()
 
     def ack(self) -> None:
         """Remove the item for good.
@@ -66,8 +42,7 @@ class Lease:
             sent; it may have been applied (if not, the lease expires and the
             item is delivered again).
         """
-        self._settle("ack")
-        self.settled = True
+        self._set._run(consuming.ack(self))
 
     def nack(self, score: Optional[float] = None, delay: Optional[float] = None) -> bool:
         """Put the item back.
@@ -87,19 +62,17 @@ class Lease:
             (``max_deliveries`` reached).
         :raises StaleLeaseError: the lease is no longer held by this handle.
         """
-        result = bool(self._set._run(leasing.nack(self._set, self, score, delay)))
-        self.settled = True
-        return result
+        return bool(self._set._run(consuming.nack(self, score, delay)))
 
     def extend(self, seconds: float) -> None:
         """Renew the lease to expire ``seconds`` from now.
 
         :raises StaleLeaseError: the lease is no longer held by this handle.
         """
-        self.deadline = self._set._run(leasing.extend(self._set, self, seconds))
+        self._set._run(consuming.extend(self, seconds))
 
 
-class Consumer:
+class Consumer(consuming.ConsumerBase):
     """Iterate over leased items; ack on success, nack on failure.
 
     Use as a context manager::
@@ -130,24 +103,10 @@ class Consumer:
 
     def __init__(self, owner: "SortedSet", lease: float = 30.0, batch_size: int = 10,
                  timeout: Optional[float] = None, handle_signals: bool = True) -> None:
-        if lease <= 0:
-            raise ValueError("lease must be positive")
-        self._set = owner
-        self.lease = lease
-        self.batch_size = int(batch_size)
-        self.timeout = timeout
-        self.handle_signals = handle_signals
-        self.stopping = threading.Event()
-        self._batch: List[Lease] = []
-        self._current: Optional[Lease] = None
-        self._lock = threading.Lock()
+        super().__init__(owner, lease, batch_size, timeout, handle_signals, threading.Event(), threading.Lock())
         self._extender: Optional[threading.Thread] = None
         self._old_handlers: List[Tuple[int, Any]] = []
         self._received: List[int] = []
-        #: The first SIGTERM/SIGINT received inside the block, or None.
-        self.signalled: Optional[int] = None
-        self.acked = 0
-        self.nacked = 0
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> "Consumer":
@@ -160,15 +119,7 @@ class Consumer:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            with self._lock:
-                current, self._current = self._current, None
-                rest, self._batch = self._batch, []
-            if current is not None and not current.settled:
-                if exc_type is None:
-                    self._ack(current)
-                else:
-                    self._nack(current)
-            self._release(rest)
+            self._set._run(consuming.finish(self, exc_type is not None))
         finally:
             self.stopping.set()
             if self._extender is not None:
@@ -190,72 +141,18 @@ class Consumer:
             self._received.append(signum)
         self.stopping.set()
 
-    def stop(self) -> None:
-        """Stop after the current item."""
-        self.stopping.set()
-
-    # -- settling --------------------------------------------------------------
-    def _ack(self, lease: Lease) -> None:
-        try:
-            lease.ack()
-            self.acked += 1
-        except StaleLeaseError:
-            pass  # it expired and was re-leased: the other consumer owns it now
-        except OutcomeUnknown as exc:
-            # At-least-once: if the ack did not apply, the item comes back
-            # when its lease expires.
-            log.warning("ack of %r on %s may not have applied: %s", lease.item, self._set.name, exc)
-
-    def _nack(self, lease: Lease) -> None:
-        try:
-            lease.nack()
-            self.nacked += 1
-        except StaleLeaseError:
-            pass
-
-    def _release(self, leases: List[Lease]) -> None:
-        """Put back leased items never handed to the body, uncharged."""
-        held = [x for x in leases if not x.settled]
-        if held:
-            self._set._run(leasing.release_many(self._set, held))
-
     def _extend_loop(self) -> None:
-        interval = self.lease / 3.0
-        while not self.stopping.wait(interval):
-            with self._lock:
-                held = [x for x in ([self._current] if self._current else []) + self._batch if not x.settled]
-            for lease in held:
-                try:
-                    lease.extend(self.lease)
-                except StaleLeaseError:
-                    pass
-                except Exception:  # noqa: BLE001 - a failed extend is retried next interval
-                    pass
+        while not self.stopping.wait(self.lease / 3.0):
+            try:
+                self._set._run(consuming.extend_held(self))
+            except Exception:  # noqa: BLE001 - the server is away: retried next interval
+                pass
 
     # -- iteration --------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
+        read_timeout = self._set._io.socket_timeout()
         while True:
-            with self._lock:
-                previous, self._current = self._current, None
-            if previous is not None and not previous.settled:
-                self._ack(previous)
-            if self.stopping.is_set():
+            item = self._set._run(consuming.next_item(self, read_timeout))
+            if item is consuming.END:
                 return
-            if not self._batch:
-                wait = self.timeout
-                got: List[Lease] = []
-                while not got and not self.stopping.is_set():
-                    slice_ = 1.0 if wait is None else min(1.0, wait)
-                    got = self._set.take(self.batch_size, lease=self.lease, timeout=slice_)
-                    if not got and wait is not None:
-                        wait -= slice_
-                        if wait <= 0:
-                            return
-                if not got:
-                    return
-                with self._lock:
-                    self._batch = got
-            with self._lock:
-                self._current = self._batch.pop(0)
-                current = self._current
-            yield current.item
+            yield item

@@ -16,9 +16,9 @@ from redset._core import locking
 from redset._io.sync import make_driver
 from redset.exceptions import LockTimeout
 
-__all__ = ["Lock"]
+__all__ = ["Lock", "LockTimeout"]
 
-class Lock:
+class Lock(locking.LockConfig):
     """Context manager holding a lock on ``key`` while its block runs.
 
     :param redis: a redis-py client (or anything with its ``set``/``evalsha``).
@@ -40,18 +40,7 @@ class Lock:
         poll_interval: Optional[float] = None,
     ) -> None:
         require_sync_client(redis, "locks.Lock")
-        self.redis = redis
-        self.key = key
-        self.expires = 20 if expires is None else expires
-        self.timeout = 10 if timeout is None else timeout
-        self.poll_interval = 0.2 if poll_interval is None else poll_interval
-        if self.expires <= 0:
-            raise ValueError("expires must be positive, got %r" % (expires,))
-        if self.timeout < 0:
-            raise ValueError("timeout must be >= 0, got %r" % (timeout,))
-        if self.poll_interval <= 0:
-            raise ValueError("poll_interval must be positive, got %r" % (poll_interval,))
-        self.token: Optional[bytes] = None
+        super().__init__(redis, key, expires, timeout, poll_interval)
 
     @property
     def _io(self) -> Any:

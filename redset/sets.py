@@ -10,12 +10,11 @@ same plans on the asyncio driver.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import Any, Iterable, Iterator, List, Optional
 
 from redset._checks import check_count, require_sync_client
 from redset._core import adds, leasing, pops, reads
-from redset._core.config import DEFAULT_CHUNK_SIZE, SetConfig, TimeScored
+from redset._core.config import SetConfig, TimeScored
 from redset._core.steps import Plan
 from redset._io.sync import make_driver
 from redset.exceptions import StaleLeaseError
@@ -23,18 +22,6 @@ from redset.leases import Consumer, Lease
 from redset.locks import Lock
 
 __all__ = ("SortedSet", "TimeSortedSet", "ScheduledSet")
-
-# Read pops straight from the socket with the codec's PopReader: "1" always,
-# "0" never, unset when the codec's reader parses in C (NATIVE_POP_READER).
-_SOCKET_POPS = os.environ.get("REDSET_SOCKET_POPS", "")
-
-
-def socket_pops(wire: Any) -> bool:
-    """Whether drivers read pop replies with the codec's own PopReader."""
-    if _SOCKET_POPS in ("0", "1"):
-        return _SOCKET_POPS == "1"
-    return bool(getattr(wire, "NATIVE_POP_READER", False))
-
 
 def check_take(num: Any, timeout: Optional[float], lease: Optional[float]) -> int:
     """Check take()'s arguments before anything is sent; return the count."""
@@ -91,50 +78,9 @@ class SortedSet(SetConfig):
         adds wake consumers blocked in ``take(..., lease=..., timeout=...)``.
     """
 
-    def __init__(
-        self,
-        redis_client: Any,
-        name: str,
-        scorer: Optional[Callable[[Any], float]] = None,
-        serializer: Any = None,
-        lock_timeout: Optional[float] = None,
-        lock_expires: Optional[float] = None,
-        *,
-        duplicates: Optional[str] = None,
-        on_decode_error: str = "skip",
-        dead_letter_key: Optional[str] = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        max_deliveries: Optional[int] = None,
-        leased: bool = False,
-    ) -> None:
-        require_sync_client(redis_client, type(self).__name__)
-        self._redis = redis_client
-        self._driver: Any = None
-        super().__init__(name, scorer, serializer, duplicates=duplicates, on_decode_error=on_decode_error,
-                         dead_letter_key=dead_letter_key, chunk_size=chunk_size,
-                         max_deliveries=max_deliveries, leased=leased)
-        self.lock = Lock(self._redis, "%s__lock" % (name,), expires=lock_expires, timeout=lock_timeout)
-
-    @property
-    def redis(self) -> Any:
-        """The client this set talks through."""
-        return self._redis
-
-    @redis.setter
-    def redis(self, client: Any) -> None:
-        require_sync_client(client, type(self).__name__)
-        self._redis = client
-        self._driver = None
-
-    def _driver_changed(self) -> None:
-        self._driver = None
-
-    @property
-    def _io(self) -> Any:
-        """The driver that runs this set's plans."""
-        if self._driver is None:
-            self._driver = make_driver(self._redis, self._wire_impl, socket_pops(self._wire_impl))
-        return self._driver
+    _check_client = staticmethod(require_sync_client)
+    _driver_factory = staticmethod(make_driver)
+    _lock_class = Lock
 
     def _run(self, plan: Plan[Any]) -> Any:
         return self._io.run(plan)

@@ -140,15 +140,20 @@ def protocol(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
-@pytest.fixture
-def r(server: LocalServer, impl: ModuleType, protocol: int) -> Iterator[redis.Redis]:
-    """A client of the session's server, flushed before the test."""
+def flushed_client(server: LocalServer, protocol: int) -> Iterator[redis.Redis]:
+    """A client of the session's server speaking ``protocol``, after a FLUSHDB."""
     client = redis.Redis.from_url(server.url, **client_kwargs(protocol))
     client.flushdb()
     try:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def r(server: LocalServer, impl: ModuleType, protocol: int) -> Iterator[redis.Redis]:
+    """A client of the session's server, flushed before the test."""
+    yield from flushed_client(server, protocol)
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def install(monkeypatch: Any, loop: EventLoopThread, clients: AsyncClients) -> N
         return LoopDriver(loop, clients, client, wire, socket_pops)
 
     original = redset.sets.make_driver
-    monkeypatch.setattr(redset.sets, "make_driver", make)
+    monkeypatch.setattr(redset.sets.SortedSet, "_driver_factory", staticmethod(make))
     monkeypatch.setattr(redset.locks, "make_driver", make)
 
 

@@ -18,7 +18,7 @@ import redis.asyncio
 import redset.asyncio as aredset
 from redset.exceptions import LockTimeout, StaleLeaseError
 
-from .conftest import client_kwargs
+from .conftest import client_kwargs, flushed_client
 from .proxy import DelayingProxy
 
 CLASSES = [aredset.SortedSet, aredset.TimeSortedSet, aredset.ScheduledSet]
@@ -36,12 +36,7 @@ def aimpl(impl_module: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture
 def sync_client(server: Any, aimpl: Any, protocol: int) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(server.url, **client_kwargs(protocol))
-    client.flushdb()
-    try:
-        yield client
-    finally:
-        client.close()
+    yield from flushed_client(server, protocol)
 
 
 @pytest.fixture
@@ -263,5 +258,43 @@ def test_cancelled_during_client_pause_loses_nothing(server, protocol, sync_clie
             await task
         assert sorted(await s.take(5)) == ["a", "b", "c"]
         await client.aclose()
+
+    run(main())
+
+
+class _AsyncWrapper:
+    """An asyncio client that is not a redis.asyncio.Redis: redset must use
+    its public ``execute_command`` (the asyncio client fallback driver)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_client_fallback_driver_through_a_wrapper(aurl, cls):
+    from redset._io.aio import AsyncClientDriver
+
+    url, kwargs = aurl
+
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(url, **kwargs)
+        s = cls(_AsyncWrapper(client), "q")
+        assert isinstance(s._io, AsyncClientDriver)
+        assert await s.add_many(["b", "a", "c"], [2, 1, 3]) == 3
+        assert await s.count() == 3 and await s.contains("a")
+        assert await s.pop() == "a"
+        assert [x async for batch in s.drain(1) for x in batch] == ["b", "c"]
+        t0 = time.monotonic()
+        assert await s.take(2, timeout=0.3) == []  # a wait: blocking or sleeping in slices
+        assert time.monotonic() - t0 >= 0.25
+        await s.add("d", 1)
+        (lease,) = await s.take(1, lease=30)
+        assert lease.item == "d" and await s.in_flight() == 1
+        await lease.ack()
+        assert await s.in_flight() == 0 and await s.count() == 0
+        await client.aclose() if hasattr(client, "aclose") else await client.close()
 
     run(main())

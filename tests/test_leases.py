@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from redset._core import consuming
 from redset import ScheduledSet, SortedSet, TimeSortedSet
 from redset.exceptions import StaleLeaseError
 from redset.leases import Lease, lease_keys
@@ -224,13 +225,13 @@ def test_consumer_stops_on_sigterm_and_hands_it_on(r, sigterm_seen):
 def test_sigterm_while_the_block_exits_on_an_exception_is_not_lost(r, sigterm_seen, monkeypatch):
     s = SortedSet(r, "q")
     s.add_many(["a", "b"], [1, 2])
-    real_nack = Lease.nack
+    real_nack = consuming.nack  # the plan the consumer nacks with
 
-    def nack_then_signal(self, *args, **kwargs):
+    def nack_then_signal(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while __exit__ settles the batch
-        return real_nack(self, *args, **kwargs)
+        return real_nack(*args, **kwargs)
 
-    monkeypatch.setattr(Lease, "nack", nack_then_signal)
+    monkeypatch.setattr(consuming, "nack", nack_then_signal)
     with pytest.raises(RuntimeError):
         with s.consumer(lease=30, batch_size=2, timeout=1) as items:
             for item in items:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -64,3 +65,18 @@ def test_client_driver_through_a_wrapper(r, cls):
     with pytest.raises(TypeError, match="item 1"):
         s.add_many(["x", None], [1, 2])
     assert s.discard("zz") is False and not s.clear()
+
+
+@pytest.mark.parametrize("cls", [SortedSet, TimeSortedSet, ScheduledSet])
+def test_client_driver_waits_and_leases(r, cls):
+    s = cls(Wrapper(r), "q")
+    t0 = time.monotonic()
+    assert s.take(2, timeout=0.3) == []  # a wait: blocking or sleeping in slices
+    assert time.monotonic() - t0 >= 0.25
+    s.add("d", 1)
+    (lease,) = s.take(1, lease=30)
+    assert lease.item == "d" and s.in_flight() == 1
+    lease.nack()
+    with s.consumer(lease=30, timeout=0.2) as items:
+        assert list(items) == ["d"]
+    assert s.in_flight() == 0 and len(s) == 0

@@ -9,15 +9,25 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
-
-from redset._codec import Codec
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 from redset import _wire
+from redset._codec import Codec
 from redset._wire_py import CODEC_CUSTOM, CODEC_DEFAULT
 from redset.serializers import codec_of
 
-__all__ = ["SetConfig", "lease_keys", "new_token", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["SetConfig", "lease_keys", "new_token", "socket_pops", "DEFAULT_CHUNK_SIZE"]
+
+# Read pops straight from the socket with the codec's PopReader: "1" always,
+# "0" never, unset when the codec's reader parses in C (NATIVE_POP_READER).
+_SOCKET_POPS = os.environ.get("REDSET_SOCKET_POPS", "")
+
+
+def socket_pops(wire: Any) -> bool:
+    """Whether drivers read pop replies with the codec's own PopReader."""
+    if _SOCKET_POPS in ("0", "1"):
+        return _SOCKET_POPS == "1"
+    return bool(getattr(wire, "NATIVE_POP_READER", False))
 
 # A chunk of input for add_many: (items, scores, index of items[0] in the input).
 Chunk = Tuple[Sequence[Any], Sequence[Any], int]
@@ -87,39 +97,23 @@ def new_token() -> str:
 
 
 class SetConfig:
-    """The configuration of one set, shared by the sync and asyncio classes.
+    """A set's client, configuration and driver, shared by the sync and asyncio
+    classes; the plans in :mod:`redset._core` read it. The constructor's
+    parameters are documented on :class:`redset.SortedSet`.
 
-    :param redis_client: a redis-py ``Redis`` (RESP2 or RESP3, any
-        ``decode_responses``), or any object with its interface.
-    :param name: the key of the sorted set.
-    :param scorer: ``scorer(item) -> number``, used when no score is given.
-        Default: 0 for every item (:class:`TimeSortedSet`: the time of add).
-    :param serializer: an object with ``dumps``/``loads`` (see
-        :mod:`redset.serializers`). Default: items go in as redis-py would send
-        them (str, bytes, int, float) and come back as ``str``.
-    :param lock_timeout: timeout of :attr:`lock` (see :class:`~redset.locks.Lock`).
-    :param lock_expires: expiry of :attr:`lock`.
-    :param duplicates: what adding a member that is already present does, for
-        every add of this set: ``"update"`` (take the new score), ``"keep"``
-        (keep the first score, ``ZADD NX``), ``"max"``/``"min"`` (keep the
-        higher/lower score, ``ZADD GT``/``LT``). Default ``None``: ``add``
-        updates (as in 0.5.1) and ``add_many`` keeps. Flags passed to a call
-        win over the policy.
-    :param on_decode_error: what ``pop``/``take``/``drain`` do with a member
-        the serializer cannot load: ``"skip"`` (log it and go on, the 0.5.1
-        default) or ``"raise"`` (:class:`~redset.exceptions.DeserializationError`
-        carrying the items that did load and the raw ones that did not).
-    :param dead_letter_key: a sorted set where members that fail to load are
-        moved with their raw bytes (scored by the time of failure) before
-        being skipped or raised, so nothing is lost silently.
-    :param chunk_size: items per ``ZADD`` in :meth:`add_many`.
-    :param max_deliveries: with leases, how many times an item is delivered
-        before an expiry or nack moves it to the dead-letter set (default:
-        unlimited).
-    :param leased: this set is consumed with leases: adds skip items that
-        are in flight (so an item being worked on is not queued twice), and
-        adds wake consumers blocked in ``take(..., lease=..., timeout=...)``.
+    Each facade sets three hooks: :meth:`_check_client` (refuse a client of
+    the wrong kind before anything is sent), :attr:`_driver_factory` (the
+    driver that runs plans on the client) and :attr:`_lock_class`.
     """
+
+    #: Builds the driver for (client, codec, socket_pops); set by each facade.
+    _driver_factory: Callable[[Any, Codec, bool], Any]
+    #: The class of :attr:`lock`; set by each facade.
+    _lock_class: Callable[..., Any]
+
+    @staticmethod
+    def _check_client(client: Any, cls_name: str) -> None:
+        """Raise TypeError for a client this facade cannot drive."""
 
     _default_scorer: Callable[[Any], float] = staticmethod(_default_scorer)
     #: Only items whose score is <= now may be popped (ScheduledSet).
@@ -127,9 +121,12 @@ class SetConfig:
 
     def __init__(
         self,
+        redis_client: Any,
         name: str,
         scorer: Optional[Callable[[Any], float]] = None,
         serializer: Any = None,
+        lock_timeout: Optional[float] = None,
+        lock_expires: Optional[float] = None,
         *,
         duplicates: Optional[str] = None,
         on_decode_error: str = "skip",
@@ -138,6 +135,7 @@ class SetConfig:
         max_deliveries: Optional[int] = None,
         leased: bool = False,
     ) -> None:
+        self._check_client(redis_client, type(self).__name__)
         if duplicates is not None and duplicates not in _DUPLICATE_POLICIES:
             raise ValueError(
                 "duplicates must be one of %s, not %r" % (", ".join(_DUPLICATE_POLICIES), duplicates)
@@ -164,6 +162,28 @@ class SetConfig:
         base = self._lease_keys[1].rsplit(":", 1)[0]
         self._wake_key = base + ":wake"
         self._waiters_key = base + ":waiters"
+        self._redis = redis_client
+        self._driver: Any = None
+        self.lock = self._lock_class(redis_client, "%s__lock" % (name,), expires=lock_expires,
+                                     timeout=lock_timeout)
+
+    @property
+    def redis(self) -> Any:
+        """The client this set talks through (assignable)."""
+        return self._redis
+
+    @redis.setter
+    def redis(self, client: Any) -> None:
+        self._check_client(client, type(self).__name__)
+        self._redis = client
+        self._driver = None
+
+    @property
+    def _io(self) -> Any:
+        """The driver that runs this set's plans."""
+        if self._driver is None:
+            self._driver = type(self)._driver_factory(self._redis, self._wire_impl, socket_pops(self._wire_impl))
+        return self._driver
 
     @property
     def name(self) -> str:
@@ -191,7 +211,8 @@ class SetConfig:
         self._driver_changed()
 
     def _driver_changed(self) -> None:
-        """Hook: the client or the codec changed (the facades drop their driver)."""
+        """The codec changed: the next call builds a new driver."""
+        self._driver = None
 
     def _set_codec(self) -> None:
         serializer = getattr(self, "_serializer", None)

@@ -3,16 +3,35 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
-
-from redset._codec import Codec
+from typing import Any, Optional
 
 from redset import scripts
+from redset._codec import Codec
 from redset._core.calls import call, script
 from redset._core.steps import Plan, Sleep
 from redset.exceptions import LockTimeout
 
-__all__ = ["acquire", "release", "locked"]
+__all__ = ["LockConfig", "acquire", "release", "locked"]
+
+
+class LockConfig:
+    """What the sync and asyncio ``Lock`` share: checked arguments and the
+    token of the current holder (the facades run the plans below)."""
+
+    def __init__(self, redis: Any, key: str, expires: Optional[float] = None,
+                 timeout: Optional[float] = None, poll_interval: Optional[float] = None) -> None:
+        self.redis = redis
+        self.key = key
+        self.expires = 20 if expires is None else expires
+        self.timeout = 10 if timeout is None else timeout
+        self.poll_interval = 0.2 if poll_interval is None else poll_interval
+        if self.expires <= 0:
+            raise ValueError("expires must be positive, got %r" % (expires,))
+        if self.timeout < 0:
+            raise ValueError("timeout must be >= 0, got %r" % (timeout,))
+        if self.poll_interval <= 0:
+            raise ValueError("poll_interval must be positive, got %r" % (poll_interval,))
+        self.token: Optional[bytes] = None
 
 
 def acquire(wire: Codec, key: str, expires: float, timeout: float, poll_interval: float) -> Plan[bytes]:

@@ -21,40 +21,15 @@ import redis
 import redis.asyncio
 
 from redset._codec import Codec
-
 from redset._core.steps import (
     NETWORK_ERRORS, RAW, Cancelled, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery,
 )
-from redset._io.replies import FILL, READ, PopState, as_bytes
-
-def _joined(cmds: Any) -> bytes:
-    """One buffer for one write: redis-py writes each list element with its own sendall()."""
-    return cmds[0].packed if len(cmds) == 1 else b"".join([c.packed for c in cmds])
-
+from redset._io.planrun import PlanRun, client_ops, joined
+from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data
 
 __all__ = ["AsyncDriver", "AsyncClientDriver", "make_async_driver"]
 
 _RECV_SIZE = 65536
-
-
-class _Plan:
-    """A plan being run: its stepping, and the connection it holds."""
-
-    __slots__ = ("plan", "answer", "error", "conn", "stream", "pops", "unread")
-
-    def __init__(self, plan: Any) -> None:
-        self.plan = plan
-        self.answer: Any = None
-        self.error: Optional[BaseException] = None
-        self.conn: Any = None
-        self.stream: Any = None
-        self.pops: Optional[PopState] = None
-        self.unread = 0  # replies sent for and not read: the connection is clean at 0
-
-    def next(self) -> Any:
-        answer, error = self.answer, self.error
-        self.answer = self.error = None
-        return self.plan.send(answer) if error is None else self.plan.throw(error)
 
 
 class _AsyncBase:
@@ -77,8 +52,60 @@ class _AsyncBase:
         return None
 
     async def _drive(self, plan: Any, result: List[Any]) -> AsyncGenerator[Any, None]:
+        st = PlanRun(plan)
+        try:
+            for req in st.requests():
+                if type(req) is not Deliver:
+                    await self._perform_or_finish(st, req)
+                    continue
+                try:
+                    yield req.value
+                except GeneratorExit:  # the caller stopped iterating
+                    st.error = StopDelivery()
+            result.append(st.result)
+        except BaseException:
+            # Failed or cancelled mid-command: what is left on the
+            # connection belongs to no one. Close it before it goes back.
+            await self._abandon(st)
+            raise
+        finally:
+            await self._done(st)
+            plan.close()
+
+    async def _perform_or_finish(self, st: PlanRun, req: Any) -> None:
+        try:
+            await self._perform(st, req)
+        except asyncio.CancelledError:
+            # Let the plan finish what it started (read a pop's reply and
+            # put the items back) in a task of its own, shielded from
+            # further cancellation; then go on.
+            st.error = Cancelled()
+            await asyncio.shield(asyncio.ensure_future(self._finish(st)))
+            raise
+
+    async def _finish(self, st: PlanRun) -> None:
+        """Run a cancelled plan to its end; it re-raises Cancelled last."""
+        try:
+            for req in st.requests():
+                if type(req) is Deliver:
+                    st.error = StopDelivery()
+                else:
+                    await self._perform(st, req)
+        except BaseException:  # noqa: BLE001 - nothing to report to: the caller was cancelled
+            pass
+        finally:
+            await self._abandon(st)
+            await self._done(st)
+
+    async def _perform(self, st: PlanRun, req: Any) -> None:
+        """Do one request's I/O; set ``st.answer``, or ``st.error`` for the plan."""
         raise NotImplementedError
-        yield  # an async generator, like the drivers' own
+
+    async def _abandon(self, st: PlanRun) -> None:
+        """An exception leaves the plan: drop what no one will read."""
+
+    async def _done(self, st: PlanRun) -> None:
+        """The plan is over: give its connection back."""
 
 
 class AsyncDriver(_AsyncBase):
@@ -111,67 +138,18 @@ class AsyncDriver(_AsyncBase):
             self._timeout = float(value) if value else None
         return None if isinstance(self._timeout, bool) else self._timeout
 
-    async def _drive(self, plan: Any, result: List[Any]) -> AsyncGenerator[Any, None]:
-        st = _Plan(plan)
-        try:
-            while True:
-                try:
-                    req = st.next()
-                except StopIteration as stop:
-                    result.append(stop.value)
-                    return
-                if type(req) is Deliver:
-                    try:
-                        yield req.value
-                    except GeneratorExit:
-                        st.error = StopDelivery()
-                    continue
-                try:
-                    await self._perform(st, req)
-                except asyncio.CancelledError:
-                    # Let the plan finish what it started (read a pop's
-                    # reply and put the items back) in a task of its own,
-                    # shielded from further cancellation; then go on.
-                    st.error = Cancelled()
-                    await asyncio.shield(asyncio.ensure_future(self._finish(st)))
-                    raise
-        except BaseException:
-            # Failed or cancelled mid-command: what is left on the
-            # connection belongs to no one. Close it before it goes back.
-            if st.unread:
-                await self._drop(st, abandon=True)
-            raise
-        finally:
-            if st.conn is not None:
-                if st.pops is not None and st.pops.dirty():
-                    _abandon(st.conn)
-                await self._release(st.conn)
-                st.conn = None
-            plan.close()
+    async def _abandon(self, st: PlanRun) -> None:
+        if st.unread:
+            await self._drop(st, abandon=True)
 
-    async def _finish(self, st: "_Plan") -> None:
-        """Run a cancelled plan to its end; it re-raises Cancelled last."""
-        try:
-            while True:
-                try:
-                    req = st.next()
-                except (StopIteration, Cancelled):
-                    return
-                if type(req) is Deliver:
-                    st.error = StopDelivery()
-                    continue
-                await self._perform(st, req)
-        except BaseException:  # noqa: BLE001 - nothing to report to: the caller was cancelled
-            pass
-        finally:
-            if st.unread:
-                await self._drop(st, abandon=True)
-            elif st.conn is not None:
-                await self._release(st.conn)
-                st.conn = None
+    async def _done(self, st: PlanRun) -> None:
+        if st.conn is not None:
+            if st.pops is not None and st.pops.dirty():
+                _abandon(st.conn)
+            await self._release(st.conn)
+            st.conn = None
 
-    async def _perform(self, st: "_Plan", req: Any) -> None:
-        """Do one request's I/O; a network error is handed to the plan."""
+    async def _perform(self, st: PlanRun, req: Any) -> None:
         kind = type(req)
         try:
             if kind is Send:
@@ -181,7 +159,7 @@ class AsyncDriver(_AsyncBase):
                     except NETWORK_ERRORS as exc:
                         raise NotSent(exc) from exc
                 st.unread += len(req.cmds)
-                await st.conn.send_packed_command([_joined(req.cmds)], check_health=False)
+                await st.conn.send_packed_command([joined(req.cmds)], check_health=False)
             elif kind is Recv:
                 if req.mode == RAW:
                     st.answer = await _read_raw(st.conn)
@@ -203,7 +181,7 @@ class AsyncDriver(_AsyncBase):
             await self._drop(st)
             st.error = exc
 
-    async def _drop(self, st: "_Plan", abandon: bool = False) -> None:
+    async def _drop(self, st: PlanRun, abandon: bool = False) -> None:
         conn, st.conn, st.pops, st.stream = st.conn, None, None, None
         st.unread = 0
         if conn is not None:
@@ -218,14 +196,7 @@ class AsyncDriver(_AsyncBase):
         if not self.socket_pops:
             return None
         stream = getattr(conn, "_reader", None)
-        if stream is None or not hasattr(stream, "read"):
-            return None
-        parser = getattr(conn, "_parser", None)
-        reader = getattr(parser, "_reader", None)  # hiredis: bytes read ahead would be lost
-        if reader is not None and hasattr(reader, "has_data") and reader.has_data():
-            return None
-        buffer = getattr(parser, "_buffer", None)
-        if buffer:
+        if stream is None or not hasattr(stream, "read") or parser_holds_data(conn):
             return None
         return stream
 
@@ -244,7 +215,7 @@ async def _read_raw(conn: Any) -> Any:
         return exc
 
 
-async def _read_pop(st: "_Plan", req: Recv) -> Any:
+async def _read_pop(st: PlanRun, req: Recv) -> Any:
     conn, stream, pops = st.conn, st.stream, st.pops
     assert pops is not None
     steps = pops.answer(req)
@@ -268,7 +239,7 @@ async def _read_pop(st: "_Plan", req: Recv) -> Any:
             result = await _read_raw(conn)
         else:
             st.unread += len(need)
-            await conn.send_packed_command([_joined(need)], check_health=False)
+            await conn.send_packed_command([joined(need)], check_health=False)
 
 
 def _abandon(conn: Any) -> None:
@@ -291,52 +262,13 @@ class AsyncClientDriver(_AsyncBase):
         self.client = client
         self.wire = wire
 
-    async def _drive(self, plan: Any, result: List[Any]) -> AsyncGenerator[Any, None]:
-        steps = _Plan(plan)
-        queued: List[Any] = []
-        pops = PopState(self.wire, False, memoryview(b""))
+    async def _perform(self, st: PlanRun, req: Any) -> None:
         try:
-            while True:
-                try:
-                    req = steps.next()
-                except StopIteration as stop:
-                    result.append(stop.value)
-                    return
-                kind = type(req)
-                if kind is Deliver:
-                    try:
-                        yield req.value
-                    except GeneratorExit:
-                        steps.error = StopDelivery()
-                    continue
-                try:
-                    if kind is Send:
-                        queued.extend(req.cmds)
-                    elif kind is Recv:
-                        steps.answer = await self._answer(queued, pops, req)
-                    elif kind is Sleep:
-                        await asyncio.sleep(req.seconds)
-                    elif kind is Drop:
-                        queued.clear()
-                except NETWORK_ERRORS as exc:
-                    queued.clear()
-                    steps.error = exc
-        finally:
-            plan.close()
-
-    async def _answer(self, queued: List[Any], pops: PopState, req: Recv) -> Any:
-        if req.mode == RAW:
-            return await self._execute(queued.pop(0))
-        steps = pops.answer(req)
-        result: Any = None
-        while True:
-            try:
-                need = steps.send(result)
-            except StopIteration as done:
-                return done.value
-            result = await self._execute(queued.pop(0)) if need is READ else None
-            if isinstance(need, list):
-                queued.extend(need)
+            for op in client_ops(st, req, self.wire):
+                st.reply = await (asyncio.sleep(op) if type(op) is float else self._execute(op))
+        except NETWORK_ERRORS as exc:
+            st.queued.clear()
+            st.error = exc
 
     async def _execute(self, cmd: Any) -> Any:
         try:

@@ -22,7 +22,7 @@ try:  # redis-py 5+
 except ImportError:  # pragma: no cover - redis-py 4.x
     from redis.connection import BaseParser as _BaseParser  # type: ignore[attr-defined]
 
-__all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "reply_error", "server_error"]
+__all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "parser_holds_data", "reply_error", "server_error"]
 
 FILL = "fill"
 READ = "read"
@@ -43,6 +43,20 @@ def server_error(message: str) -> ResponseError:
 def reply_error(exc: ResponseError) -> ResponseError:
     """An error reply a client raised, as the value a plan expects."""
     return exc
+
+
+def parser_holds_data(conn: Any) -> bool:
+    """Whether the connection's own parser has bytes read ahead, which a
+    read straight from the socket or stream would skip."""
+    parser = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)  # hiredis
+    if reader is not None and hasattr(reader, "has_data") and reader.has_data():
+        return True
+    buffer = getattr(parser, "_buffer", None)  # redis-py's pure-Python parsers
+    if buffer is None:
+        return False
+    unread = getattr(buffer, "unread_bytes", None)
+    return bool(unread()) if unread is not None else bool(buffer)
 
 
 def as_bytes(value: Any) -> Any:

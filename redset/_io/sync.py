@@ -20,16 +20,9 @@ from typing import Any, Generator, Iterator, List, Optional, Union
 import redis
 
 from redset._codec import Codec
-
-from redset._core.steps import (
-    NETWORK_ERRORS, RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery,
-)
-from redset._io.replies import FILL, READ, PopState, as_bytes, reply_error
-
-def _joined(cmds: Any) -> bytes:
-    """One buffer for one write: redis-py writes each list element with its own sendall()."""
-    return cmds[0].packed if len(cmds) == 1 else b"".join([c.packed for c in cmds])
-
+from redset._core.steps import NETWORK_ERRORS, RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery
+from redset._io.planrun import PlanRun, client_ops, joined
+from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data, reply_error
 
 __all__ = ["SyncDriver", "ClientDriver", "make_driver"]
 
@@ -61,7 +54,33 @@ class _Driver:
         return None
 
     def _drive(self, plan: Any) -> Generator[Any, None, Any]:
+        st = PlanRun(plan)
+        try:
+            for req in st.requests():
+                if type(req) is not Deliver:
+                    self._perform(st, req)
+                    continue
+                try:
+                    yield req.value
+                except GeneratorExit:  # the caller stopped iterating
+                    st.error = StopDelivery()
+            return st.result
+        except BaseException:
+            self._abandon(st)
+            raise
+        finally:
+            self._done(st)
+            plan.close()
+
+    def _perform(self, st: PlanRun, req: Any) -> None:
+        """Do one request's I/O; set ``st.answer``, or ``st.error`` for the plan."""
         raise NotImplementedError
+
+    def _abandon(self, st: PlanRun) -> None:
+        """An exception leaves the plan: drop what no one will read."""
+
+    def _done(self, st: PlanRun) -> None:
+        """The plan is over: give its connection back."""
 
 
 class SyncDriver(_Driver):
@@ -109,72 +128,51 @@ class SyncDriver(_Driver):
         except IndexError:  # first use, or plans running in several threads
             return memoryview(bytearray(_RECV_SIZE))
 
-    # -- the plan loop ----------------------------------------------------------
-    def _drive(self, plan: Any) -> Generator[Any, None, Any]:
-        conn: Any = None
-        sock: Any = None
-        pops: Optional[PopState] = None
-        unread = 0  # replies sent for and not read: the connection is clean at 0
-        answer: Any = None
-        error: Optional[BaseException] = None
+    # -- requests ---------------------------------------------------------------
+    def _perform(self, st: PlanRun, req: Any) -> None:
+        kind = type(req)
         try:
-            while True:
-                try:
-                    req = plan.send(answer) if error is None else plan.throw(error)
-                except StopIteration as stop:
-                    return stop.value
-                answer = error = None
-                kind = type(req)
-                if kind is Deliver:
+            if kind is Send:
+                if st.conn is None:
                     try:
-                        yield req.value
-                    except GeneratorExit:
-                        error = StopDelivery()
-                    continue
-                try:
-                    if kind is Send:
-                        if conn is None:
-                            try:
-                                conn = self._acquire()
-                            except NETWORK_ERRORS as exc:
-                                raise NotSent(exc) from exc
-                        unread += len(req.cmds)
-                        conn.send_packed_command([_joined(req.cmds)], check_health=False)
-                    elif kind is Recv:
-                        if req.mode == RAW:
-                            answer = _read_raw(conn)
-                        else:
-                            if pops is None:
-                                sock = self._socket_of(conn)
-                                pops = PopState(self.wire, sock is not None, self._buffer())
-                            answer, ahead = self._read_pop(conn, sock, pops, req)
-                            unread += ahead
-                        unread -= 1
-                    elif kind is Sleep:
-                        time.sleep(req.seconds)
-                    elif kind is Drop:
-                        conn, pops = self._close(conn, pops)
-                        unread = 0
-                    else:
-                        raise TypeError("a plan yielded %r" % (req,))
-                except NotSent as exc:
-                    error = exc
-                except NETWORK_ERRORS as exc:
-                    conn, pops = self._close(conn, pops)
-                    unread = 0
-                    error = exc
-        except BaseException:
-            if unread:  # a reply is still coming: nobody else may read it
-                conn, pops = self._close(conn, pops)
-            raise
-        finally:
-            if conn is not None:
-                if pops is not None and pops.dirty():
-                    conn.disconnect()  # bytes no request asked for
-                self._release(conn)
-            if pops is not None and len(self._buffers) < 4:
-                self._buffers.append(pops.view)
-            plan.close()
+                        st.conn = self._acquire()
+                    except NETWORK_ERRORS as exc:
+                        raise NotSent(exc) from exc
+                st.unread += len(req.cmds)
+                st.conn.send_packed_command([joined(req.cmds)], check_health=False)
+            elif kind is Recv:
+                if req.mode == RAW:
+                    st.answer = _read_raw(st.conn)
+                else:
+                    if st.pops is None:
+                        st.stream = self._socket_of(st.conn)
+                        st.pops = PopState(self.wire, st.stream is not None, self._buffer())
+                    st.answer, ahead = self._read_pop(st.conn, st.stream, st.pops, req)
+                    st.unread += ahead
+                st.unread -= 1
+            elif kind is Sleep:
+                time.sleep(req.seconds)
+            elif kind is Drop:
+                self._close(st)
+            else:
+                raise TypeError("a plan yielded %r" % (req,))
+        except NotSent as exc:
+            st.error = exc
+        except NETWORK_ERRORS as exc:
+            self._close(st)
+            st.error = exc
+
+    def _abandon(self, st: PlanRun) -> None:
+        if st.unread:  # a reply is still coming: nobody else may read it
+            self._close(st)
+
+    def _done(self, st: PlanRun) -> None:
+        if st.conn is not None:
+            if st.pops is not None and st.pops.dirty():
+                st.conn.disconnect()  # bytes no request asked for
+            self._release(st.conn)
+            st.conn = None
+        self._recycle(st)
 
     @staticmethod
     def _read_pop(conn: Any, sock: Any, pops: PopState, req: Recv) -> Any:
@@ -197,29 +195,27 @@ class SyncDriver(_Driver):
                 result = _read_raw(conn)
             else:
                 ahead += len(need)
-                conn.send_packed_command([_joined(need)], check_health=False)
+                conn.send_packed_command([joined(need)], check_health=False)
 
-    def _close(self, conn: Any, pops: Optional[PopState]) -> Any:
+    def _close(self, st: PlanRun) -> None:
+        """Close the plan's connection: its state is unknown."""
+        conn, st.conn, st.stream, st.unread = st.conn, None, None, 0
         if conn is not None:
             conn.disconnect()
             self._release(conn)
+        self._recycle(st)
+
+    def _recycle(self, st: PlanRun) -> None:
+        pops, st.pops = st.pops, None
         if pops is not None and len(self._buffers) < 4:
             self._buffers.append(pops.view)
-        return None, None
 
     def _socket_of(self, conn: Any) -> Any:
         """The connection's socket if pops can be read from it directly, else None."""
         if not self.socket_pops or conn is None:
             return None
         sock = getattr(conn, "_sock", None)
-        if sock is None or not hasattr(sock, "recv_into"):
-            return None
-        parser = getattr(conn, "_parser", None)
-        reader = getattr(parser, "_reader", None)  # hiredis: bytes read ahead would be lost
-        if reader is not None and hasattr(reader, "has_data") and reader.has_data():
-            return None
-        buffer = getattr(parser, "_buffer", None)  # redis-py's pure-Python parsers
-        if buffer is not None and hasattr(buffer, "unread_bytes") and buffer.unread_bytes():
+        if sock is None or not hasattr(sock, "recv_into") or parser_holds_data(conn):
             return None
         return sock
 
@@ -245,54 +241,16 @@ class ClientDriver(_Driver):
         self.client = client
         self.wire = wire
 
-    def _drive(self, plan: Any) -> Generator[Any, None, Any]:
-        queued: List[Any] = []  # commands sent, run when their reply is read
-        pops = PopState(self.wire, False, memoryview(b""))
-        answer: Any = None
-        error: Optional[BaseException] = None
+    def _perform(self, st: PlanRun, req: Any) -> None:
         try:
-            while True:
-                try:
-                    req = plan.send(answer) if error is None else plan.throw(error)
-                except StopIteration as stop:
-                    return stop.value
-                answer = error = None
-                kind = type(req)
-                if kind is Deliver:
-                    try:
-                        yield req.value
-                    except GeneratorExit:
-                        error = StopDelivery()
-                    continue
-                try:
-                    if kind is Send:
-                        queued.extend(req.cmds)
-                    elif kind is Recv:
-                        if req.mode == RAW:
-                            answer = self._execute(queued.pop(0))
-                        else:
-                            answer = self._read_pop(queued, pops, req)
-                    elif kind is Sleep:
-                        time.sleep(req.seconds)
-                    elif kind is Drop:
-                        queued.clear()
-                except NETWORK_ERRORS as exc:
-                    queued.clear()
-                    error = exc
-        finally:
-            plan.close()
-
-    def _read_pop(self, queued: List[Any], pops: PopState, req: Recv) -> Any:
-        steps = pops.answer(req)
-        result: Any = None
-        while True:
-            try:
-                need = steps.send(result)
-            except StopIteration as done:
-                return done.value
-            result = self._execute(queued.pop(0)) if need is READ else None
-            if isinstance(need, list):
-                queued.extend(need)
+            for op in client_ops(st, req, self.wire):
+                if type(op) is float:
+                    time.sleep(op)
+                else:
+                    st.reply = self._execute(op)
+        except NETWORK_ERRORS as exc:
+            st.queued.clear()
+            st.error = exc
 
     def _execute(self, cmd: Any) -> Any:
         try:
