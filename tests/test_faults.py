@@ -673,18 +673,21 @@ def test_out_of_memory_rejects_adds_whole_and_leases_keep_working(private_server
         freed = 0
         first = True
         while freed < to_free:
-            used_before = int(client.info("memory")["used_memory"])
             leases = s.take(40, lease=60)
             assert leases, "a leased take returned nothing while %d items wait" % client.zcard(main)
             stats["takes"] += 1
             if first:
-                # A take moves items to in flight and records the lease: no
-                # room was made. (The server may have freed some since the
-                # last refused add, e.g. by shrinking a client's query
-                # buffer, so "over the limit" is checked, not assumed.)
-                assert int(client.info("memory")["used_memory"]) >= used_before
-                if used_before > 2 * 1024 * 1024:
-                    assert not produce(1), "an add was accepted right after a take under OOM"
+                # Right after adds were refused, the take (a write: items move
+                # in flight, the lease is recorded) applied whole. Whether the
+                # server is still over its limit is the server's business (it
+                # frees client buffers on its own), so it is not asserted.
+                pipe = client.pipeline(transaction=False)
+                for x in leases:
+                    pipe.zscore(inflight, x.member)
+                    pipe.zscore(main, x.member)
+                replies = pipe.execute()
+                assert all(v is not None for v in replies[0::2]), "a leased item is not in flight"
+                assert all(v is None for v in replies[1::2]), "a leased item is still in the set"
                 first = False
             for x in sorted(leases, key=lambda _: rng.random()):
                 roll = rng.random()
