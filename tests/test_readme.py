@@ -16,16 +16,23 @@ import redset._wire
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def quick_start() -> str:
+def code_block(heading: str) -> str:
+    """The first python block after ``heading`` in the README."""
     text = README.read_text()
-    section = text[text.index("## Quick start"):]
+    section = text[text.index(heading):]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "README's quick start has no python block"
+    assert match, "README's %s section has no python block" % heading
     return match.group(1)
 
 
-def test_quick_start_runs_verbatim(server, impl_module):
-    url = server.url.rsplit("/", 1)[0] + "/10"
+def quick_start() -> str:
+    return code_block("## Quick start")
+
+
+def run_block(server, impl_module, code: str, db: int) -> list:
+    """Run a README block against database ``db`` of the test server; return
+    its output lines after checking it left no key behind."""
+    url = server.url.rsplit("/", 1)[0] + "/%d" % db
     admin = redis.Redis.from_url(url)
     admin.flushdb()
     env = dict(os.environ, REDIS_URL=url)
@@ -33,25 +40,34 @@ def test_quick_start_runs_verbatim(server, impl_module):
     if impl_module is redset._wire.pure:
         env["REDSET_NO_EXTENSIONS"] = "1"
     try:
-        out = subprocess.run([sys.executable, "-c", quick_start()], capture_output=True, text=True,
-                             timeout=120, env=env)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert out.stdout.splitlines() == [
-            "1",
-            "{'url': 'https://example.com/1'}",
-            "10000",
-            "10000",
-            "True",
-            "0.0",
-            "nothing due",
-            "0 1",
-            "working on task:1",
-            "working on task:2",
-        ]
         assert admin.keys("*") == []
+        return out.stdout.splitlines()
     finally:
         admin.flushdb()
         admin.close()
+
+
+def test_asyncio_example_runs_verbatim(server, impl_module):
+    assert run_block(server, impl_module, code_block("## asyncio"), 11) == [
+        "100 True", "50", "50", "working on job:x",
+    ]
+
+
+def test_quick_start_runs_verbatim(server, impl_module):
+    assert run_block(server, impl_module, quick_start(), 10) == [
+        "1",
+        "{'url': 'https://example.com/1'}",
+        "10000",
+        "10000",
+        "True",
+        "0.0",
+        "nothing due",
+        "0 1",
+        "working on task:1",
+        "working on task:2",
+    ]
 
 
 def test_quick_start_default_url_matches_redset_server():

@@ -1,0 +1,300 @@
+"""Plans on scripted replies, without a server.
+
+A plan yields requests and is sent answers; :func:`play` is a driver that
+answers from a script instead of a socket, so what a plan sends, what it
+re-sends after a lost connection, and what it raises can be checked exactly.
+Every test runs on both codecs (``impl_module``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Tuple
+
+import pytest
+import redis
+from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
+
+from redset import ScheduledSet, SortedSet
+from redset._core import adds, calls, pops, reads
+from redset._core.steps import (
+    PAIRS, POP, RAW, SAFE, Cancelled, Deliver, NotSent, Recv, Send, Sleep, StopDelivery,
+)
+from redset.exceptions import PopOutcomeUnknown
+
+
+class Throw:
+    """An answer that is an exception thrown into the plan (a lost connection,
+    a cancellation), not a reply. An error *reply* is answered as a value, as
+    the drivers do."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def play(plan: Any, answer: Callable[[Any, List[Any]], Any]) -> Tuple[Any, List[Any]]:
+    """Run ``plan`` to its end; ``answer(request, log)`` returns the answer to
+    each request, or :class:`Throw`. Returns (the plan's result, every
+    request it made)."""
+    log: List[Any] = []
+    reply: Any = None
+    error: Any = None
+    while True:
+        try:
+            req = plan.send(reply) if error is None else plan.throw(error)
+        except StopIteration as stop:
+            return stop.value, log
+        log.append(req)
+        reply = error = None
+        got = answer(req, log)
+        if isinstance(got, Throw):
+            error = got.error
+        else:
+            reply = got
+
+
+def args_of(log: List[Any]) -> List[Tuple[Any, ...]]:
+    """The commands a plan sent, as argument tuples of bytes."""
+    out = []
+    for req in log:
+        if isinstance(req, Send):
+            for cmd in req.cmds:
+                out.append(tuple(a if isinstance(a, bytes) else str(a).encode() for a in cmd.args))
+    return out
+
+
+@pytest.fixture
+def make_set(impl_module: Any) -> Callable[..., Any]:
+    """A set whose client is never used: plans run on the script."""
+
+    def make(cls: Any = SortedSet, **kwargs: Any) -> Any:
+        s = cls(redis.Redis(port=1), "q", **kwargs)
+        s._wire = impl_module
+        return s
+
+    return make
+
+
+def zadd_replies(counts: List[Any]) -> Callable[[Any, List[Any]], Any]:
+    """Answer each RAW read with the next count (or error), and the waiter query with 0."""
+    queue = list(counts)
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            assert req.mode == RAW
+            last = args_of(log)
+            pending = [a for a in last if a[0] == b"ZADD"]
+            if last and last[-1][0] == b"ZCOUNT" and not queue:
+                return 0
+            return queue.pop(0) if pending else 0
+        return None
+
+    return answer
+
+
+def test_add_many_keeps_a_window_of_chunks_and_counts_new(make_set):
+    s = make_set(chunk_size=2)
+    added, log = play(adds.add_many(s, ["a", "b", "c", "d", "e"], [1, 2, 3, 4, 5], (b"NX",)),
+                      zadd_replies([2, 1, 1]))
+    assert added == 4
+    sent = args_of(log)
+    zadds = [a for a in sent if a[0] == b"ZADD"]
+    assert zadds == [
+        (b"ZADD", b"q", b"NX", b"1", b"a", b"2", b"b"),
+        (b"ZADD", b"q", b"NX", b"3", b"c", b"4", b"d"),
+        (b"ZADD", b"q", b"NX", b"5", b"e"),
+    ]
+    # All three chunks are written before the first reply is read.
+    first_recv = next(i for i, r in enumerate(log) if isinstance(r, Recv))
+    assert sum(isinstance(r, Send) for r in log[:first_recv]) == 3
+    assert sent[-1][0] == b"ZCOUNT"  # then asks whether anybody waits (nobody: no push)
+
+
+def test_add_many_resends_unanswered_chunks_after_a_lost_connection(make_set):
+    s = make_set(chunk_size=2)
+    state = {"broke": False}
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            zadd_reads = sum(1 for r in log if isinstance(r, Recv))
+            if zadd_reads == 2 and not state["broke"]:
+                state["broke"] = True
+                return Throw(redis.ConnectionError("reset by peer"))
+            return 1 if args_of(log)[-1][0] != b"ZCOUNT" else 0
+        return None
+
+    added, log = play(adds.add_many(s, ["a", "b", "c", "d"], [1, 2, 3, 4], (b"NX",)), answer)
+    sends = [a for a in args_of(log) if a[0] == b"ZADD"]
+    assert sends[-1] == (b"ZADD", b"q", b"NX", b"3", b"c", b"4", b"d")  # the unanswered chunk, again
+    assert len(sends) == 3
+    assert any(isinstance(r, Sleep) for r in log)  # a backoff before the re-send
+    assert added == 2
+
+
+def test_add_many_error_says_what_is_stored_refused_and_unknown(make_set):
+    s = make_set(chunk_size=2)
+    oom = redis.exceptions.OutOfMemoryError("OOM command not allowed")
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if not isinstance(req, Recv):
+            return None
+        n = sum(1 for r in log if isinstance(r, Recv))
+        return {1: 2, 2: oom, 3: 1}.get(n, 0)
+
+    with pytest.raises(redis.exceptions.OutOfMemoryError) as info:
+        play(adds.add_many(s, list("abcdef"), [1, 2, 3, 4, 5, 6], (b"NX",)), answer)
+    outcome = info.value.outcome
+    assert outcome.stored == [(0, 2), (4, 6)]  # the chunk in flight was settled too
+    assert outcome.refused == [(2, 4)]
+    assert outcome.unknown == []
+    assert "'q'" in str(info.value) and "ZADD" in str(info.value)
+
+
+def test_add_many_gives_up_with_the_unknown_chunks_named(make_set):
+    s = make_set(chunk_size=2)
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if not isinstance(req, Recv):
+            return None
+        return 2 if sum(1 for r in log if isinstance(r, Recv)) == 1 else Throw(redis.ConnectionError("gone"))
+
+    with pytest.raises(redis.ConnectionError) as info:
+        play(adds.add_many(s, list("abcdef"), [1, 2, 3, 4, 5, 6], (b"NX",)), answer)
+    outcome = info.value.outcome
+    assert outcome.stored == [(0, 2)]
+    assert outcome.unknown == [(2, 6)]  # sent, never answered, re-sent twice: it may have applied
+    assert outcome.retry_ranges() == [(2, 6)]
+
+
+def test_a_pop_is_never_resent(make_set):
+    s = make_set()
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        return Throw(redis.ConnectionError("reset")) if isinstance(req, Recv) else None
+
+    with pytest.raises(PopOutcomeUnknown, match="'q'"):
+        play(pops.take(s, 10, None, None, None), answer)
+
+
+def test_take_decodes_through_a_pop_read(make_set):
+    s = make_set()
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            assert req.mode == POP
+            return (["x", "y"], [])
+        return None
+
+    items, log = play(pops.take(s, 2, None, None, None), answer)
+    assert items == ["x", "y"]
+    assert args_of(log) == [(b"ZPOPMIN", b"q", b"2")]
+
+
+def test_a_connection_that_never_opened_is_retried_for_reads_only(make_set):
+    s = make_set()
+    tries = []
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Send):
+            tries.append(req)
+            return Throw(NotSent(redis.ConnectionError("refused"))) if len(tries) < 3 else None
+        return 5
+
+    count, log = play(reads.count(s), answer)
+    assert count == 5 and len(tries) == 3
+    assert [r.seconds for r in log if isinstance(r, Sleep)] == [calls.RETRY_BACKOFF, 2 * calls.RETRY_BACKOFF]
+
+
+def test_loading_server_is_waited_for(make_set):
+    s = make_set()
+    # redis-py raises -LOADING (a ConnectionError subclass): a driver throws it in.
+    answers = [Throw(BusyLoadingError("LOADING")), Throw(BusyLoadingError("LOADING")), 7]
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        return answers.pop(0) if isinstance(req, Recv) else None
+
+    count, log = play(reads.count(s), answer)
+    assert count == 7
+    assert [r.seconds for r in log if isinstance(r, Sleep)] == [calls.LOADING_POLL] * 2
+
+
+def test_noscript_loads_the_script_and_calls_again(make_set):
+    s = make_set(cls=ScheduledSet)
+    state = {"loaded": False}
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Send):
+            if args_of([req])[0][:2] == (b"SCRIPT", b"LOAD"):
+                state["loaded"] = True
+            return None
+        if req.mode == POP:
+            return (["due"], []) if state["loaded"] else NoScriptError("NOSCRIPT No matching script")
+        return b"sha"
+
+    items, log = play(pops.take(s, 1, None, None, None), answer)
+    assert items == ["due"]
+    names = [a[0] for a in args_of(log)]
+    assert names == [b"EVALSHA", b"SCRIPT", b"EVALSHA"]
+
+
+def test_server_error_names_key_and_operation(make_set):
+    s = make_set()
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            return ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+        return None
+
+    with pytest.raises(ResponseError, match=r"ZCARD.*'q'|'q'.*ZCARD"):
+        play(reads.count(s), answer)
+
+
+def test_cancelled_pop_reads_its_reply_and_puts_items_back(make_set):
+    s = make_set()
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv) and req.mode == POP:
+            return Throw(Cancelled())  # the task was cancelled while the reply was awaited
+        if isinstance(req, Recv) and req.mode == PAIRS:
+            return [(b"x", 1.0), (b"y", 2.0)]
+        return 1 if isinstance(req, Recv) else None
+
+    with pytest.raises(Cancelled):
+        play(pops.take(s, 2, None, None, None), answer)
+    # (the log is lost with the exception: run again, recording)
+    log: List[Any] = []
+
+    def recording(req: Any, seen: List[Any]) -> Any:
+        log.append(req)
+        return answer(req, seen)
+
+    with pytest.raises(Cancelled):
+        play(pops.take(s, 2, None, None, None), recording)
+    assert args_of(log)[-1] == (b"ZADD", b"q", b"NX", b"1.0", b"x", b"2.0", b"y")
+
+
+def test_drain_stopped_early_puts_the_pop_in_flight_back(make_set):
+    s = make_set()
+    delivered: List[Any] = []
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Deliver):
+            delivered.append(req.value)
+            return Throw(StopDelivery())  # the caller broke out of its loop
+        if isinstance(req, Recv) and req.mode == POP:
+            if req.ahead is not None:
+                req.ahead(2)  # a full batch: the plan asks for the next pop now
+            return (["a", "b"], [])
+        if isinstance(req, Recv) and req.mode == PAIRS:
+            return [(b"c", 3.0)]
+        return 1 if isinstance(req, Recv) else None
+
+    _, log = play(pops.drain(s, 2), answer)
+    assert delivered == [["a", "b"]]
+    sent = args_of(log)
+    assert sent[-1] == (b"ZADD", b"q", b"NX", b"3.0", b"c")
+
+
+def test_retry_policy_gives_up_after_two_resends():
+    exc = redis.ConnectionError("x")
+    assert [calls.retry_delay(i, exc) for i in range(3)] == [calls.RETRY_BACKOFF, 2 * calls.RETRY_BACKOFF, None]
+    assert calls.retry_delay(50, BusyLoadingError("LOADING")) == calls.LOADING_POLL
+    assert SAFE == 0
