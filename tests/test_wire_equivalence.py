@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from redset import _wire
 from redset import _wire_py as P
+from redset import _wire_py_codec as P_codec  # the pure twin's internals
 
 pytestmark = pytest.mark.c_extension
 
@@ -436,7 +437,7 @@ def test_json_canonical_same_bytes_with_and_without_orjson(C: ModuleType, value:
     with_orjson, without = results[P.__name__, True], results[P.__name__, False]
     if with_orjson[0] == "returned" and without[0] == "returned":
         assert with_orjson == without
-    if P._orjson_safe(value, 0):
+    if P_codec._orjson_safe(value, 0):
         # The rule's promise: where it lets orjson in, orjson agrees with the stdlib.
         try:
             fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -460,10 +461,10 @@ def test_orjson_path_taken_only_when_safe(value: Any) -> None:
             return orjson.dumps(obj, option=option)
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(P, "_orjson", Spy)
+        m.setattr(P_codec, "_orjson", Spy)
         outcome(P.json_dumps_canonical, value)
         outcome(P.json_dumps_canonical, value, False)
-    assert len(calls) == (1 if P._orjson_safe(value, 0) else 0)
+    assert len(calls) == (1 if P_codec._orjson_safe(value, 0) else 0)
 
 
 UNSAFE_FOR_ORJSON = [
