@@ -219,22 +219,30 @@ plain_members = st.one_of(
 )
 
 json_keys = st.one_of(any_text, st.integers(), st.floats(allow_nan=False), st.booleans(), st.none())
-json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), big_ints, floats, any_text),
-    lambda children: st.one_of(
+# Named functions, not lambdas: hypothesis reads a lambda's source to check
+# it, which goes wrong if the file changes while the suite runs.
+def _json_containers(children: Any) -> Any:
+    return st.one_of(
         st.lists(children, max_size=4),
         st.lists(children, max_size=4).map(tuple),
         st.dictionaries(any_text, children, max_size=4),
         st.dictionaries(json_keys, children, max_size=3),
-    ),
-    max_leaves=12,
+    )
+
+
+def _msgpack_containers(children: Any) -> Any:
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(any_text, st.integers(-5, 5)), children, max_size=4),
+    )
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), big_ints, floats, any_text), _json_containers, max_leaves=12,
 )
 msgpack_values = st.recursive(
     st.one_of(st.none(), st.booleans(), big_ints, floats, any_text, st.binary(max_size=8)),
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.one_of(any_text, st.integers(-5, 5)), children, max_size=4),
-    ),
+    _msgpack_containers,
     max_leaves=12,
 )
 
