@@ -80,3 +80,41 @@ def test_client_driver_waits_and_leases(r, cls):
     with s.consumer(lease=30, timeout=0.2) as items:
         assert list(items) == ["d"]
     assert s.in_flight() == 0 and len(s) == 0
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_a_fresh_connection_is_read_from_the_socket(server, parser):
+    """Pops are read straight from the socket unless the parser holds bytes:
+    a clean connection must not look as if it did (that silently turned the
+    fast path off once: a hiredis scratch buffer was taken for data)."""
+    import asyncio
+
+    import redis.asyncio
+    from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser, _HiredisParser, _RESP2Parser
+
+    from redset._io.replies import parser_holds_data
+
+    sync_cls, async_cls = {"hiredis": (_HiredisParser, _AsyncHiredisParser),
+                           "python": (_RESP2Parser, _AsyncRESP2Parser)}[parser]
+    client = redis.Redis.from_url(server.url, parser_class=sync_cls, protocol=2)
+    conn = client.connection_pool.get_connection()
+    try:
+        conn.send_command("PING")
+        assert conn.read_response() in (b"PONG", "PONG", True)
+        assert not parser_holds_data(conn)
+    finally:
+        client.connection_pool.release(conn)
+        client.close()
+
+    async def check_async() -> None:
+        aclient = redis.asyncio.Redis.from_url(server.url, parser_class=async_cls, protocol=2)
+        aconn = await aclient.connection_pool.get_connection()
+        try:
+            await aconn.send_command("PING")
+            assert await aconn.read_response() in (b"PONG", "PONG", True)
+            assert not parser_holds_data(aconn)
+        finally:
+            await aclient.connection_pool.release(aconn)
+            await aclient.aclose()
+
+    asyncio.run(check_async())

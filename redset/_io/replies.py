@@ -52,11 +52,13 @@ def parser_holds_data(conn: Any) -> bool:
     reader = getattr(parser, "_reader", None)  # hiredis
     if reader is not None and hasattr(reader, "has_data") and reader.has_data():
         return True
-    buffer = getattr(parser, "_buffer", None)  # redis-py's pure-Python parsers
-    if buffer is None:
-        return False
+    buffer = getattr(parser, "_buffer", None)
     unread = getattr(buffer, "unread_bytes", None)
-    return bool(unread()) if unread is not None else bool(buffer)
+    if unread is not None:  # the sync pure-Python parsers' SocketBuffer
+        return bool(unread())
+    if isinstance(buffer, bytes):  # the asyncio pure-Python parsers: bytes past _pos are unparsed
+        return len(buffer) > int(getattr(parser, "_pos", 0) or 0)
+    return False  # None, or hiredis's scratch bytearray (its reader holds what was read ahead)
 
 
 def as_bytes(value: Any) -> Any:
