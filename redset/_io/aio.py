@@ -261,7 +261,8 @@ async def _read_pop(st: PlanRun, req: Recv) -> Any:
         result = None
         if need is FILL:
             try:
-                if timeout is None:
+                if timeout is None or getattr(stream, "_buffer", None):
+                    # Bytes already buffered: read() returns without waiting.
                     data = await stream.read(_RECV_SIZE)
                 else:
                     # A deadline on this task, not wait_for(): that wraps
