@@ -32,9 +32,11 @@ class Run:
         return self.by_key.get((workload, op, contender))
 
     def ratio(self, workload: str, op: str, contender: str, to: str = "limit") -> str:
-        """``"0.42"``: the contender's ratio to ``"limit"`` or ``"redis-py"``, or ``"n/a"``."""
+        """``"0.42"``: the contender's ratio to ``"limit"``, ``"redis-py"`` or (an
+        asyncio contender) ``"sync"``, its sync twin; ``"n/a"`` when absent."""
         row = self.get(workload, op, contender)
-        value = None if row is None else row["ratio_limit" if to == "limit" else "ratio_redis_py"]
+        field = {"limit": "ratio_limit", "redis-py": "ratio_redis_py", "sync": "ratio_sync"}[to]
+        value = None if row is None else row.get(field)
         return "n/a" if value is None else "%.2f" % value
 
     def rate(self, workload: str, op: str, contender: str) -> str:
@@ -215,6 +217,7 @@ def _why(run: Run) -> List[str]:
         "are the noisiest numbers on the page: one contender's POP rounds differ by up to"
         " %.1f× on this machine." % _spread(run, "pop"),
         "",
+    ] + _asyncio(run) + [
         "**How much to trust a ratio.** This is a shared 2-core VM (see the load average",
         "above): other processes ran on the same cores during the run, and each round of",
         "a short operation is a fraction of a second. Contenders are interleaved round by",
@@ -223,6 +226,26 @@ def _why(run: Run) -> List[str]:
         "A ratio at 1.00 (or a little above, in a short run) means the client kept up with",
         "the server: the limit is then the server's speed, and the rest is noise.",
         "The per-round times are in the run file.",
+    ]
+
+
+def _asyncio(run: Run) -> List[str]:
+    if run.get("w1", "add", "redset-async") is None:
+        return []
+    r = run.ratio
+    return [
+        "**asyncio.** `redset.asyncio` runs the same operation plans on a `redis.asyncio`",
+        "connection. Against the same code run sync (the *asyncio × sync* column):",
+        "`add_many()` %s on W1 and %s with orjson; `drain(1000)` %s and %s; the `take(1000)`"
+        % (r("w1", "add", "redset-async", "sync"), r("w2-orjson", "add", "redset-async", "sync"),
+           r("w1", "take", "redset-async-drain", "sync"), r("w2-orjson", "take", "redset-async-drain", "sync")),
+        "loop %s on W1. redis.asyncio by hand packs commands in Python: %s of the limit on"
+        % (r("w1", "take", "redset-async", "sync"), r("w1", "add", "redis-py-async")),
+        "W1 ADD (sync redis-py: %s). An asyncio drain pays an event-loop wake-up for each"
+        % r("w1", "add", "redis-py"),
+        "chunk of a reply, on the path between the server finishing one pop and receiving",
+        "the next, which is why it trails the sync drain most when the client keeps up.",
+        "",
     ]
 
 
