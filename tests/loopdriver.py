@@ -49,7 +49,13 @@ class AsyncClients:
         twin = self.by_id.get(id(client))
         if twin is None:
             kwargs = {k: v for k, v in client.connection_pool.connection_kwargs.items() if k in _KWARGS}
-            twin = redis.asyncio.Redis(**kwargs)
+
+            async def make() -> Any:
+                # Inside the loop: on Python 3.9 the pool's asyncio.Lock binds
+                # to the loop current at construction.
+                return redis.asyncio.Redis(**kwargs)
+
+            twin = self.loop.call(make())
             self.by_id[id(client)] = twin
         return twin
 
