@@ -28,23 +28,7 @@ try:  # optional msgpack codec
 except ImportError:  # pragma: no cover
     _msgpack = None  # type: ignore[assignment, unused-ignore]
 
-__all__ = [
-    "CODEC_DEFAULT",
-    "CODEC_STR",
-    "CODEC_BYTES",
-    "CODEC_INT",
-    "CODEC_JSON",
-    "CODEC_MSGPACK",
-    "CODEC_CUSTOM",
-    "format_score",
-    "encode_member",
-    "decode_member",
-    "pack_command",
-    "pack_zadd",
-    "decode_items",
-    "decode_scored",
-    "json_dumps_canonical",
-]
+# The public names are re-exported, with the reader's, by redset._wire_py.
 
 # Codec ids. A serializer object carries one in ``_redset_codec``; anything
 # else is CODEC_CUSTOM and has its own dumps/loads called per item.
