@@ -8,6 +8,7 @@ test suite, to run everything against both, sets a set's ``_wire`` to
 """
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING, Optional
 
@@ -29,10 +30,13 @@ if TYPE_CHECKING:  # check the compiled module's stub against the protocol too
     compiled = _wire_c
 else:
     try:
-        from redset import _wire_c as compiled
-    except ImportError as exc:  # not built (no compiler at install time) or broken
+        compiled = importlib.import_module("redset._wire_c")
+    except ImportError as exc:
         compiled = None
-        EXTENSION_ERROR = "%s: %s" % (type(exc).__name__, exc)
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "redset._wire_c":
+            EXTENSION_ERROR = "not built"  # no compiler or Cython at install time
+        else:  # built, but it does not load (another Python, a missing symbol, ...)
+            EXTENSION_ERROR = "%s: %s" % (type(exc).__name__, exc)
 
 #: The codec module redset uses by default.
 impl: Codec = pure if (NO_EXTENSIONS or compiled is None) else compiled
@@ -48,10 +52,12 @@ def implementation() -> str:
         return "compiled extension (%s)" % getattr(compiled, "__file__", "redset._wire_c")
     if NO_EXTENSIONS:
         return "pure Python (REDSET_NO_EXTENSIONS is set)"
-    return (
-        "pure Python: the compiled extension redset._wire_c did not import (%s); "
-        "reinstall with 'pip install -v' to see why it was not built" % EXTENSION_ERROR
-    )
+    if EXTENSION_ERROR == "not built":
+        return (
+            "pure Python: the compiled extension redset._wire_c is not built (no C compiler "
+            "at install time?); reinstall with 'pip install -v' to see why"
+        )
+    return "pure Python: the compiled extension redset._wire_c does not load (%s)" % EXTENSION_ERROR
 
 
 __all__ = ["impl", "pure", "compiled", "USE_EXTENSIONS", "NO_EXTENSIONS", "EXTENSION_ERROR", "implementation"]

@@ -86,12 +86,28 @@ def test_version_says_which_codec(impl_module):
         assert "compiled extension (" in line and "_wire_c" in line
 
 
-def test_version_says_why_the_extension_is_missing():
-    # As if the build had failed: the module cannot be imported.
+def test_version_says_the_extension_is_not_built():
+    # As if the build had failed: there is no module to import.
     out = run("--version", prelude="import sys; sys.modules['redset._wire_c'] = None")
     assert out.returncode == 0, out.stderr
-    assert "pure Python: the compiled extension redset._wire_c did not import (" in out.stdout
+    assert "pure Python: the compiled extension redset._wire_c is not built" in out.stdout
     assert "pip install -v" in out.stdout
+
+
+BROKEN_EXTENSION = """
+import importlib.abc, sys
+class Broken(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "redset._wire_c":
+            raise ImportError("undefined symbol: PyFoo_Bar")
+sys.meta_path.insert(0, Broken())
+"""
+
+
+def test_version_says_why_a_built_extension_does_not_load():
+    out = run("--version", prelude=BROKEN_EXTENSION)
+    assert out.returncode == 0, out.stderr
+    assert "redset._wire_c does not load (ImportError: undefined symbol: PyFoo_Bar)" in out.stdout
 
 
 @pytest.mark.parametrize("command", ["demo", "bench"])
