@@ -55,12 +55,49 @@ def _require_async_client(client: Any, cls_name: str) -> None:
                                                    type(client).__qualname__, cls_name))
 
 
+class Lock(locking.LockConfig):
+    """The asyncio twin of :class:`redset.locks.Lock`: ``async with lock: ...``."""
+
+    def __init__(self, redis: Any, key: str, expires: Optional[float] = None,
+                 timeout: Optional[float] = None, poll_interval: Optional[float] = None) -> None:
+        super().__init__(redis, key, expires, timeout, poll_interval)
+        self._driver: Any = None
+
+    @property
+    def _io(self) -> Any:
+        if self._driver is None:
+            self._driver = make_async_driver(self.redis, _wire.impl, False)
+        return self._driver
+
+    async def acquire(self) -> None:
+        """Take the lock, waiting up to ``timeout``; :class:`LockTimeout` if not."""
+        self.token = await self._io.run(
+            locking.acquire(self._io.wire, self.key, self.expires, self.timeout, self.poll_interval))
+
+    async def release(self) -> bool:
+        """Release the lock if this holder still owns it."""
+        token, self.token = self.token, None
+        return bool(await self._io.run(locking.release(self._io.wire, self.key, token)))
+
+    async def locked(self) -> bool:
+        """Whether some holder currently holds the lock."""
+        return bool(await self._io.run(locking.locked(self._io.wire, self.key)))
+
+    async def __aenter__(self) -> "Lock":
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        await self.release()
+
+
 class SortedSet(SetConfig):
     """An asyncio twin of :class:`redset.sets.SortedSet`: same arguments,
     coroutine methods. See there for every parameter."""
 
     _check_client = staticmethod(_require_async_client)
     _driver_factory = staticmethod(make_async_driver)
+    _lock_class = Lock
 
     async def _run(self, plan: Plan[Any]) -> Any:
         return await self._io.run(plan)
@@ -315,42 +352,3 @@ class Consumer(consuming.ConsumerBase):
             if item is consuming.END:
                 return
             yield item
-
-
-class Lock(locking.LockConfig):
-    """The asyncio twin of :class:`redset.locks.Lock`: ``async with lock: ...``."""
-
-    def __init__(self, redis: Any, key: str, expires: Optional[float] = None,
-                 timeout: Optional[float] = None, poll_interval: Optional[float] = None) -> None:
-        super().__init__(redis, key, expires, timeout, poll_interval)
-        self._driver: Any = None
-
-    @property
-    def _io(self) -> Any:
-        if self._driver is None:
-            self._driver = make_async_driver(self.redis, _wire.impl, False)
-        return self._driver
-
-    async def acquire(self) -> None:
-        """Take the lock, waiting up to ``timeout``; :class:`LockTimeout` if not."""
-        self.token = await self._io.run(
-            locking.acquire(self._io.wire, self.key, self.expires, self.timeout, self.poll_interval))
-
-    async def release(self) -> bool:
-        """Release the lock if this holder still owns it."""
-        token, self.token = self.token, None
-        return bool(await self._io.run(locking.release(self._io.wire, self.key, token)))
-
-    async def locked(self) -> bool:
-        """Whether some holder currently holds the lock."""
-        return bool(await self._io.run(locking.locked(self._io.wire, self.key)))
-
-    async def __aenter__(self) -> "Lock":
-        await self.acquire()
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        await self.release()
-
-
-SortedSet._lock_class = Lock

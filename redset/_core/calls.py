@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from redset._codec import Codec
-
 from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 
 from redset import scripts
+from redset._codec import Codec
 from redset._core.steps import (
     NETWORK_ERRORS, ONCE, POP, POPS, RECV_PAIRS, RECV_RAW, SAFE, Cancelled, Cmd, NotSent, Plan, Recv,
     Send, Sleep,

@@ -146,12 +146,12 @@ class AsyncDriver(_AsyncBase):
 
     async def _abandon(self, st: PlanRun) -> None:
         if st.unread:
-            await self._drop(st, abandon=True)
+            await self._drop(st, nowait=True)
 
     async def _done(self, st: PlanRun) -> None:
         if st.conn is not None:
             if st.pops is not None and st.pops.dirty():
-                _abandon(st.conn)
+                _close_nowait(st.conn)
             await self._release(st.conn)
             st.conn = None
 
@@ -187,12 +187,12 @@ class AsyncDriver(_AsyncBase):
             await self._drop(st)
             st.error = exc
 
-    async def _drop(self, st: PlanRun, abandon: bool = False) -> None:
+    async def _drop(self, st: PlanRun, nowait: bool = False) -> None:
         conn, st.conn, st.pops, st.stream = st.conn, None, None, None
         st.unread = 0
         if conn is not None:
-            if abandon:
-                _abandon(conn)
+            if nowait:
+                _close_nowait(conn)
             else:
                 await conn.disconnect()
             await self._release(conn)
@@ -282,7 +282,7 @@ async def _read_pop(st: PlanRun, req: Recv) -> Any:
             await _send(conn, joined(need))
 
 
-def _abandon(conn: Any) -> None:
+def _close_nowait(conn: Any) -> None:
     """Close a connection without awaiting (we may be cancelled)."""
     if conn is None:
         return

@@ -11,10 +11,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, Generator, List, Optional
 
-from redset._codec import Codec
-
 from redis.exceptions import ResponseError
 
+from redset._codec import Codec
 from redset._core.steps import PAIRS, POP, Recv
 
 try:  # redis-py 5+
