@@ -124,6 +124,21 @@ class PopReader:
                 return -1
         return self._count
 
+    def complete(self) -> bool:
+        """True once the next reply has fully arrived, so :meth:`gets` will
+        not return False for want of bytes (also True for an error reply's
+        first byte and for bytes that are not a pop reply: :meth:`gets`
+        tells which). Scans what is new since the last call; consumes nothing.
+        """
+        try:
+            if self._left < 0:
+                head = self._head()
+                if head != 1:
+                    return head == 2
+            return not self._left or self._scan()
+        except InvalidResponse:
+            return True
+
     def _head(self) -> int:
         """Scan the header of the next reply: 1 done, 0 incomplete, 2 an error reply."""
         buf = self._buf

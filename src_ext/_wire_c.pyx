@@ -1252,6 +1252,22 @@ cdef class PopReader:
                 return -1
         return self._count
 
+    def complete(self):
+        """True once the next reply has fully arrived, so :meth:`gets` will
+        not return False for want of bytes (also True for an error reply's
+        first byte and for bytes that are not a pop reply: :meth:`gets`
+        tells which). Scans what is new since the last call; consumes nothing.
+        """
+        cdef int head
+        try:
+            if self._left < 0:
+                head = self._head()
+                if head != 1:
+                    return head == 2
+            return self._left == 0 or self._scan_more()
+        except InvalidResponse:
+            return True
+
     cdef int _head(self) except -2:
         """Scan the header of the next reply: 1 done, 0 incomplete, 2 an error reply."""
         cdef const char *buf = self._buf

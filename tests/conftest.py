@@ -16,11 +16,12 @@ from typing import Iterator
 
 import pytest
 import redis
+import redis.exceptions
 
 import redset._wire
 from redset.testing import LocalServer
 
-from .loopdriver import AsyncClients, EventLoopThread, install
+from .loopdriver import AsyncClients, EventLoopThread, SyncTwins, install, install_sync_twins
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,15 +102,50 @@ def event_loop_thread() -> Iterator[EventLoopThread]:
         loop.close()
 
 
+def _client_libs() -> list:
+    libs = [lib.strip() for lib in os.environ.get("REDSET_TEST_CLIENT_LIBS", "redis,valkey").split(",")]
+    unknown = set(libs) - {"redis", "valkey"}
+    if unknown or not libs:
+        raise pytest.UsageError("REDSET_TEST_CLIENT_LIBS: redis and/or valkey, not %s" % ", ".join(sorted(unknown)))
+    return [pytest.param(lib, id=lib + "-py") for lib in libs]
+
+
+@pytest.fixture(scope="session", params=_client_libs())
+def client_lib(request: pytest.FixtureRequest) -> str:
+    """The client library every set built in this test talks through:
+    ``redis`` (redis-py) or ``valkey`` (valkey-py, a twin of the test's
+    redis-py client). ``REDSET_TEST_CLIENT_LIBS=redis`` runs only the first."""
+    return str(request.param)
+
+
+@pytest.fixture
+def errors(client_lib: str) -> ModuleType:
+    """The exceptions module of the client library under test: a set raises
+    that library's classes for what the server said."""
+    if client_lib == "valkey":
+        import valkey.exceptions
+
+        return valkey.exceptions
+    return redis.exceptions
+
+
 @pytest.fixture(params=["sync", "asyncio"])
-def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def driver(request: pytest.FixtureRequest, client_lib: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The driver every set built in this test runs on: sync, or asyncio
-    (through :mod:`tests.loopdriver`)."""
+    (through :mod:`tests.loopdriver`), over ``client_lib``'s clients."""
     if request.param == "sync":
-        yield "sync"
+        if client_lib == "redis":
+            yield "sync"
+            return
+        twins = SyncTwins()
+        install_sync_twins(monkeypatch, twins)
+        try:
+            yield "sync"
+        finally:
+            twins.close()
         return
     loop = request.getfixturevalue("event_loop_thread")
-    clients = AsyncClients(loop)
+    clients = AsyncClients(loop, client_lib)
     install(monkeypatch, loop, clients)
     try:
         yield "asyncio"

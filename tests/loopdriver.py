@@ -1,10 +1,13 @@
-"""Run the behaviour suite on the asyncio driver.
+"""Run the behaviour suite on the asyncio driver, and over valkey-py clients.
 
 :class:`LoopDriver` gives the sync classes the asyncio driver of
 :mod:`redset._io.aio`, run on an event loop in a thread of its own, over a
-``redis.asyncio`` client made with the sync client's connection settings.
-The ``driver`` fixture installs it, so every behaviour test that builds a
-set runs once on each driver without being copied.
+``redis.asyncio`` (or ``valkey.asyncio``) client made with the sync
+client's connection settings. :func:`install_sync_twins` makes sets run on
+a ``valkey.Valkey`` twin of the test's redis-py client instead. The
+``driver`` and ``client_lib`` fixtures install them, so every behaviour test
+that builds a set runs on each driver and client library without being
+copied. The test's own client (for setting up and checking) stays redis-py.
 """
 from __future__ import annotations
 
@@ -38,21 +41,52 @@ class EventLoopThread:
         self.loop.close()
 
 
-class AsyncClients:
-    """One ``redis.asyncio`` twin per sync client, closed at the end of a test."""
+def _twin_kwargs(client: Any) -> Dict[str, Any]:
+    return {k: v for k, v in client.connection_pool.connection_kwargs.items() if k in _KWARGS}
 
-    def __init__(self, loop: EventLoopThread) -> None:
+
+class SyncTwins:
+    """One ``valkey.Valkey`` twin per redis-py client, closed at the end of a test."""
+
+    def __init__(self) -> None:
+        self.by_id: Dict[int, Any] = {}
+
+    def twin(self, client: Any) -> Any:
+        import valkey
+
+        twin = self.by_id.get(id(client))
+        if twin is None:
+            twin = self.by_id[id(client)] = valkey.Valkey(**_twin_kwargs(client))
+        return twin
+
+    def close(self) -> None:
+        for twin in self.by_id.values():
+            twin.close()
+        self.by_id.clear()
+
+
+class AsyncClients:
+    """One asyncio twin per sync client (``redis.asyncio.Redis``, or
+    ``valkey.asyncio.Valkey`` with ``lib="valkey"``), closed at the end of a test."""
+
+    def __init__(self, loop: EventLoopThread, lib: str = "redis") -> None:
         self.loop = loop
+        self.lib = lib
         self.by_id: Dict[int, Any] = {}
 
     def twin(self, client: Any) -> Any:
         twin = self.by_id.get(id(client))
         if twin is None:
-            kwargs = {k: v for k, v in client.connection_pool.connection_kwargs.items() if k in _KWARGS}
+            kwargs = _twin_kwargs(client)
+            lib = self.lib
 
             async def make() -> Any:
                 # Inside the loop: on Python 3.9 the pool's asyncio.Lock binds
                 # to the loop current at construction.
+                if lib == "valkey":
+                    import valkey.asyncio
+
+                    return valkey.asyncio.Valkey(**kwargs)
                 return redis.asyncio.Redis(**kwargs)
 
             twin = self.loop.call(make())
@@ -109,4 +143,20 @@ def install(monkeypatch: Any, loop: EventLoopThread, clients: AsyncClients) -> N
     monkeypatch.setattr(redset.locks, "make_driver", make)
 
 
-__all__: List[str] = ["EventLoopThread", "AsyncClients", "LoopDriver", "install"]
+def install_sync_twins(monkeypatch: Any, twins: SyncTwins) -> None:
+    """Make every set and lock built from now on run on the sync driver over a
+    valkey-py twin of its redis-py client."""
+    import redset.locks
+    import redset.sets
+
+    def make(client: Any, wire: Any, socket_pops: bool) -> Any:
+        if not isinstance(client, redis.Redis):
+            return original(client, wire, socket_pops)  # wrappers keep the client fallback
+        return original(twins.twin(client), wire, socket_pops)
+
+    original = redset.sets.make_driver
+    monkeypatch.setattr(redset.sets.SortedSet, "_driver_factory", staticmethod(make))
+    monkeypatch.setattr(redset.locks, "make_driver", make)
+
+
+__all__: List[str] = ["EventLoopThread", "AsyncClients", "SyncTwins", "LoopDriver", "install", "install_sync_twins"]

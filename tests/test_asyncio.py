@@ -35,6 +35,16 @@ def aimpl(impl_module: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
+def aclient(client_lib: str) -> Any:
+    """The asyncio client class of the library under test."""
+    if client_lib == "valkey":
+        import valkey.asyncio
+
+        return valkey.asyncio.Valkey
+    return redis.asyncio.Redis
+
+
+@pytest.fixture
 def sync_client(server: Any, aimpl: Any, protocol: int) -> Iterator[redis.Redis]:
     yield from flushed_client(server, protocol)
 
@@ -50,11 +60,11 @@ def run(coro: Any) -> Any:
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_coroutine_api_round_trip(aurl, cls):
+def test_coroutine_api_round_trip(aclient, aurl, cls):
     url, kwargs = aurl
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(url, **kwargs)
+        client = aclient.from_url(url, **kwargs)
         s = cls(client, "q")
         assert await s.add("a", 1) == 1
         assert await s.add_many(["b", "c", "a"], [2, 3, 9]) == 2
@@ -79,7 +89,7 @@ def test_coroutine_api_round_trip(aurl, cls):
     run(main())
 
 
-def test_add_many_takes_async_iterables_and_names_input_indices(aurl):
+def test_add_many_takes_async_iterables_and_names_input_indices(aclient, aurl):
     url, kwargs = aurl
 
     async def gen(n: int) -> Any:
@@ -91,7 +101,7 @@ def test_add_many_takes_async_iterables_and_names_input_indices(aurl):
         yield {"not": "storable"}
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(url, **kwargs)
+        client = aclient.from_url(url, **kwargs)
         s = aredset.SortedSet(client, "q", scorer=lambda item: int(item[1:]), chunk_size=100)
         assert await s.add_many(gen(2550)) == 2550
         assert await s.count() == 2550 and await s.take(2) == ["g00000", "g00001"]
@@ -104,11 +114,11 @@ def test_add_many_takes_async_iterables_and_names_input_indices(aurl):
     run(main())
 
 
-def test_leases_and_the_async_consumer(aurl):
+def test_leases_and_the_async_consumer(aclient, aurl):
     url, kwargs = aurl
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(url, **kwargs)
+        client = aclient.from_url(url, **kwargs)
         s = aredset.SortedSet(client, "q", max_deliveries=2)
         await s.add_many(["a", "b", "c"], [1, 2, 3])
         leases = await s.take(2, lease=30)
@@ -135,11 +145,11 @@ def test_leases_and_the_async_consumer(aurl):
     run(main())
 
 
-def test_async_lock(aurl):
+def test_async_lock(aclient, aurl):
     url, kwargs = aurl
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(url, **kwargs)
+        client = aclient.from_url(url, **kwargs)
         lock = aredset.Lock(client, "l", expires=5, timeout=0)
         async with lock:
             assert await lock.locked()
@@ -169,7 +179,7 @@ def delayed(server: Any, protocol: int, sync_client: redis.Redis) -> Iterator[An
 
 
 @pytest.mark.parametrize("op", ["take", "scheduled-take", "drain", "blocking-take", "count"])
-def test_cancelled_call_loses_nothing_and_leaves_no_reply_behind(delayed, sync_client, op):
+def test_cancelled_call_loses_nothing_and_leaves_no_reply_behind(aclient, delayed, sync_client, op):
     """Cancel a call after its command reached the server and before its
     reply came back (the proxy holds replies back): popped items are put
     back, and the next call on the same client reads its own reply."""
@@ -178,7 +188,7 @@ def test_cancelled_call_loses_nothing_and_leaves_no_reply_behind(delayed, sync_c
     cls = aredset.ScheduledSet if op == "scheduled-take" else aredset.SortedSet
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(proxy.url, max_connections=1, **kwargs)
+        client = aclient.from_url(proxy.url, max_connections=1, **kwargs)
         s = cls(client, "q")
         if op != "blocking-take":
             await s.add_many(["i%02d" % i for i in range(20)], [time.time() - 100 + i for i in range(20)])
@@ -218,12 +228,12 @@ def test_cancelled_call_loses_nothing_and_leaves_no_reply_behind(delayed, sync_c
     run(main())
 
 
-def test_cancelled_leased_take_keeps_items_leased_until_expiry(delayed, sync_client):
+def test_cancelled_leased_take_keeps_items_leased_until_expiry(aclient, delayed, sync_client):
     proxy, kwargs = delayed
     r = sync_client
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(proxy.url, **kwargs)
+        client = aclient.from_url(proxy.url, **kwargs)
         s = aredset.SortedSet(client, "q")
         await s.add_many(["a", "b"], [1, 2])
         proxy.delay = 0.3
@@ -242,12 +252,12 @@ def test_cancelled_leased_take_keeps_items_leased_until_expiry(delayed, sync_cli
     run(main())
 
 
-def test_cancelled_during_client_pause_loses_nothing(server, protocol, sync_client):
+def test_cancelled_during_client_pause_loses_nothing(aclient, server, protocol, sync_client):
     """The server itself holds the pop (CLIENT PAUSE WRITE) while the caller is cancelled."""
     r = sync_client
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(server.url, **client_kwargs(protocol))
+        client = aclient.from_url(server.url, **client_kwargs(protocol))
         s = aredset.SortedSet(client, "q")
         await s.add_many(["a", "b", "c"], [1, 2, 3])
         r.execute_command("CLIENT", "PAUSE", 300, "WRITE")
@@ -274,13 +284,13 @@ class _AsyncWrapper:
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_client_fallback_driver_through_a_wrapper(aurl, cls):
+def test_client_fallback_driver_through_a_wrapper(aclient, aurl, cls):
     from redset._io.aio import AsyncClientDriver
 
     url, kwargs = aurl
 
     async def main() -> None:
-        client = redis.asyncio.Redis.from_url(url, **kwargs)
+        client = aclient.from_url(url, **kwargs)
         s = cls(_AsyncWrapper(client), "q")
         assert isinstance(s._io, AsyncClientDriver)
         assert await s.add_many(["b", "a", "c"], [2, 1, 3]) == 3

@@ -206,22 +206,22 @@ def test_constructor_validation(r):
         SortedSet(r, "q", chunk_size=0)
 
 
-def test_server_error_is_raised_with_servers_words(r):
+def test_server_error_is_raised_with_servers_words(r, errors):
     r.set("q", "a string")
     s = SortedSet(r, "q")
-    # redis-py's class and the server's words, then the operation and the key.
-    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE .*\(ZADD on 'q'\)$"):
+    # The client library's class and the server's words, then the operation and the key.
+    with pytest.raises(errors.ResponseError, match=r"^WRONGTYPE .*\(ZADD on 'q'\)$"):
         s.add("a")
-    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE .*\(ZADD on 'q'\) \[add_many: stored: none; "):
+    with pytest.raises(errors.ResponseError, match=r"^WRONGTYPE .*\(ZADD on 'q'\) \[add_many: stored: none; "):
         s.add_many(["a", "b"] * 3000)
-    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE .*\(ZPOPMIN on 'q'\)$"):
+    with pytest.raises(errors.ResponseError, match=r"^WRONGTYPE .*\(ZPOPMIN on 'q'\)$"):
         s.take(3)
-    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE .*\(ZPOPMIN on 'q'\)$"):
+    with pytest.raises(errors.ResponseError, match=r"^WRONGTYPE .*\(ZPOPMIN on 'q'\)$"):
         list(s.drain())
     # A script's error names the script (the server's own words give only its SHA).
-    with pytest.raises(redis.ResponseError, match=r"\(POP_DUE on 'q'\)$"):
+    with pytest.raises(errors.ResponseError, match=r"\(POP_DUE on 'q'\)$"):
         ScheduledSet(r, "q").take(3)
-    with pytest.raises(redis.ResponseError, match=r"\(LEASE_TAKE on 'q'\)$"):
+    with pytest.raises(errors.ResponseError, match=r"\(LEASE_TAKE on 'q'\)$"):
         s.take(3, lease=30)
     # The connections are clean afterwards.
     r.delete("q")

@@ -36,6 +36,7 @@ from typing import Any, Dict, Iterator, List, Set
 
 import pytest
 import redis
+import valkey.exceptions
 
 from .conftest import client_kwargs
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -48,6 +49,13 @@ from redset.testing import LocalServer, find_server_binary, free_port
 
 from . import workers
 from .faultproxy import ReplyCuttingProxy
+
+# A set raises the classes of the client library it talks through (redis-py
+# or valkey-py, by the client_lib fixture): the checks below accept both.
+NETWORK = (redis.ConnectionError, redis.TimeoutError, valkey.exceptions.ConnectionError,
+           valkey.exceptions.TimeoutError)
+RESPONSE = (redis.exceptions.ResponseError, valkey.exceptions.ResponseError)
+OOM = (redis.exceptions.OutOfMemoryError, valkey.exceptions.OutOfMemoryError)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -334,7 +342,7 @@ def test_server_killed_during_add_many_loses_no_acknowledged_add(private_server,
                 in_call.set()
                 try:
                     s.add_many(items, [b * batch_size + j for j in range(batch_size)])
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except NETWORK as exc:
                     raised.append((b, type(exc).__name__))
                     time.sleep(0.02)
                 else:
@@ -559,7 +567,7 @@ def test_stalled_server_during_add_many_then_resent_keeps_every_item_once(privat
         attempts += 1
         try:
             s.add_many(feed() if attempts == 1 else items, scores)
-        except (redis.TimeoutError, redis.ConnectionError) as exc:
+        except NETWORK as exc:
             outcomes.append(type(exc).__name__)
             assert time.monotonic() - started < 20
             time.sleep(0.1)
@@ -596,10 +604,10 @@ def test_stalled_server_during_add_many_then_resent_keeps_every_item_once(privat
 def _is_oom(exc: BaseException) -> bool:
     """The server's OOM error: redis-py maps ``-OOM ...`` to OutOfMemoryError
     (stripping the prefix); an older server wraps it in a script error."""
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+    if isinstance(exc, OOM):
         return True
     text = str(exc)
-    return isinstance(exc, redis.exceptions.ResponseError) and ("OOM" in text or "maxmemory" in text)
+    return isinstance(exc, RESPONSE) and ("OOM" in text or "maxmemory" in text)
 
 
 @counts(3, 12)
@@ -640,7 +648,7 @@ def test_out_of_memory_rejects_adds_whole_and_leases_keep_working(private_server
                 s.add(batch[0], counter[0])
             else:
                 s.add_many(batch, [counter[0] + j for j in range(size)])
-        except redis.exceptions.ResponseError as exc:
+        except RESPONSE as exc:
             assert _is_oom(exc), "not an OOM error: %r" % exc
             rejected_calls += 1
             assert absent(batch), (
@@ -753,7 +761,7 @@ def test_add_refused_for_oom_at_the_limit_left_nothing(private_server, impl, kin
             else:
                 s.add(batch[0], 1)
             raised = ""
-        except redis.exceptions.ResponseError as exc:
+        except RESPONSE as exc:
             assert _is_oom(exc), exc
             raised = "OOM"
         present = sum(client.zscore("q", m) is not None for m in batch)
@@ -804,9 +812,9 @@ def test_script_cache_lost_during_retried_script_call(server, impl, cut_proxy, o
             s.add_many(["x", "y"], [1, 2])
         else:
             leases[0].ack()
-    except (redis.ConnectionError, redis.TimeoutError):
+    except NETWORK:
         outcome = "connection error"
-    except redis.exceptions.ResponseError as exc:
+    except RESPONSE as exc:
         outcome = "%s: %s" % (type(exc).__name__, exc)
     print("\n[noscript %s %s] cuts=%d outcome=%s" % (op, wire_name(impl), cut_proxy.cuts, outcome))
     assert cut_proxy.cuts == 1

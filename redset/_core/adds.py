@@ -15,13 +15,13 @@ import time
 from collections import deque
 from typing import Any, Deque, Iterable, List, Optional, Tuple
 
-from redis.exceptions import ResponseError
 
 from redset import scripts
 from redset._core.calls import call, call_many, retry_delay, script
 from redset._core.config import Chunk, SetConfig
+from redset._core import kinds
 from redset._core.errors import named_error
-from redset._core.steps import NETWORK_ERRORS, RECV_RAW, SAFE, Cmd, NotSent, Plan, Send, Sleep
+from redset._core.steps import RECV_RAW, SAFE, Cmd, NotSent, Plan, Send, Sleep
 from redset.exceptions import AddOutcome, with_outcome
 
 __all__ = ["add", "add_many", "wake", "WAKE_TOKEN_TTL_MS"]
@@ -33,7 +33,6 @@ ADD_WINDOW = 8
 #: Milliseconds a wake token outlives the last push (tokens of waiters that
 #: gave up must not pile up).
 WAKE_TOKEN_TTL_MS = 10000
-_WAKE_ERRORS = (ResponseError,) + NETWORK_ERRORS
 
 
 def waiting_query(cfg: SetConfig) -> Tuple[Any, ...]:
@@ -45,7 +44,7 @@ def wake(cfg: SetConfig, count: int) -> Plan[None]:
     """Wake up to ``count`` blocked consumers, if any wait (best effort)."""
     try:
         waiting = int((yield from call(cfg._wire_impl, waiting_query(cfg))))
-    except _WAKE_ERRORS as exc:
+    except kinds.RESPONSE + kinds.NETWORK as exc:
         log.warning("items were added to %s, but waking blocked consumers failed: %s", cfg.name, exc)
         return
     if waiting:
@@ -68,7 +67,7 @@ def push_wake(cfg: SetConfig, waiting: int, count: int) -> Plan[None]:
             ("LTRIM", cfg._wake_key, -waiting, -1),
             ("PEXPIRE", cfg._wake_key, WAKE_TOKEN_TTL_MS),
         ))
-    except _WAKE_ERRORS as exc:
+    except kinds.RESPONSE + kinds.NETWORK as exc:
         log.warning("items were added to %s, but waking blocked consumers failed: %s", cfg.name, exc)
 
 
@@ -139,11 +138,11 @@ def _add_many_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: 
         sent_to = offset + len(items)
         try:
             outcome.added += yield from add_unless_inflight(cfg, flags, pairs)
-        except ResponseError as exc:
+        except kinds.RESPONSE as exc:
             AddOutcome._append(outcome.refused, offset, sent_to)
             outcome.not_sent_from = sent_to
             raise with_outcome(exc, outcome) from None
-        except NETWORK_ERRORS as exc:
+        except kinds.NETWORK as exc:
             AddOutcome._append(outcome.unknown, offset, sent_to)
             outcome.not_sent_from = sent_to
             raise with_outcome(exc, outcome) from None
@@ -198,13 +197,13 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
                 break
             reply = yield RECV_RAW
             _, offset, n = inflight.popleft()
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, kinds.RESPONSE):
                 AddOutcome._append(outcome.refused, offset, offset + n)
                 server_error = server_error or named_error(reply, ["ZADD", key])
             else:
                 AddOutcome._append(outcome.stored, offset, offset + n)
                 outcome.added += int(reply)
-        except (NotSent,) + NETWORK_ERRORS as exc:
+        except (NotSent,) + kinds.NETWORK as exc:
             error = _unwrap(exc)
             while True:
                 delay = retry_delay(attempt, error)
@@ -220,7 +219,7 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
                 try:
                     yield Send([c for c, _, _ in inflight])
                     break
-                except (NotSent,) + NETWORK_ERRORS as again:
+                except (NotSent,) + kinds.NETWORK as again:
                     error = _unwrap(again)
     final = input_error or server_error
     if final is not None:

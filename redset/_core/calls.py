@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 
 from redset import scripts
 from redset._codec import Codec
+from redset._core import kinds
 from redset._core.steps import (
-    NETWORK_ERRORS, ONCE, POP, POPS, RECV_PAIRS, RECV_RAW, SAFE, Cancelled, Cmd, NotSent, Plan, Recv,
+    ONCE, POP, POPS, RECV_PAIRS, RECV_RAW, SAFE, Cancelled, Cmd, NotSent, Plan, Recv,
     Send, Sleep,
 )
 from redset._core.errors import name_of, named_error
@@ -38,7 +38,7 @@ NOSCRIPT_RELOADS = 3
 def retry_delay(attempt: int, exc: BaseException) -> Optional[float]:
     """Seconds to wait before re-sending a command that is safe to repeat,
     or None to give up. ``attempt`` counts the re-sends so far."""
-    if isinstance(exc, BusyLoadingError):
+    if isinstance(exc, kinds.LOADING):
         return LOADING_POLL if attempt < LOADING_RETRIES else None
     if attempt >= SAFE_RETRIES:
         return None
@@ -47,7 +47,7 @@ def retry_delay(attempt: int, exc: BaseException) -> Optional[float]:
 
 def is_noscript(exc: BaseException) -> bool:
     """True for the NOSCRIPT error (redis-py turns it into NoScriptError)."""
-    return isinstance(exc, NoScriptError) or str(exc).startswith("NOSCRIPT")
+    return isinstance(exc, kinds.NOSCRIPT) or str(exc).startswith("NOSCRIPT")
 
 
 def lost(kind: int, args: Sequence[Any], exc: BaseException, what: str = "the items",
@@ -91,7 +91,7 @@ def call_many(wire: Codec, commands: Sequence[Sequence[Any]], kind: int = SAFE,
             if kind != SAFE:
                 raise exc.error
             exc_now: BaseException = exc.error
-        except NETWORK_ERRORS as exc:
+        except kinds.NETWORK as exc:
             if kind != SAFE:
                 raise lost(kind, first, exc, label=label) from exc
             exc_now = exc
@@ -104,7 +104,7 @@ def call_many(wire: Codec, commands: Sequence[Sequence[Any]], kind: int = SAFE,
             raise
         else:
             for args, reply in zip(commands, replies):
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, kinds.RESPONSE):
                     raise named_error(reply, args, label)
             return replies
         delay = retry_delay(attempt, exc_now)
@@ -135,7 +135,7 @@ def script(wire: Codec, source: str, keys: Sequence[Any], args: Sequence[Any],
     for _ in range(NOSCRIPT_RELOADS):
         try:
             return (yield from call(wire, cmd, kind, label))
-        except ResponseError as exc:
+        except kinds.RESPONSE as exc:
             if not is_noscript(exc):
                 raise
         yield from call(wire, ("SCRIPT", "LOAD", source))
@@ -160,13 +160,13 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
             reply = yield Recv(POP, codec, loads)
         except NotSent as exc:
             raise exc.error
-        except NETWORK_ERRORS as exc:
+        except kinds.NETWORK as exc:
             raise lost(POPS, args, exc, label=label) from exc
         except Cancelled:
             if sent:  # popped, never delivered: put the items back
                 yield from put_back(wire, args[3] if source is not None else args[1], (yield RECV_PAIRS))
             raise
-        if not isinstance(reply, ResponseError):
+        if not isinstance(reply, kinds.RESPONSE):
             items, failures = reply
             return items, failures
         if source is None or not is_noscript(reply) or attempt == NOSCRIPT_RELOADS:
@@ -177,7 +177,7 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
 
 def put_back(wire: Codec, key: Any, pairs: Any) -> Plan[None]:
     """``ZADD key NX`` the ``(member, score)`` pairs of a pop never delivered."""
-    if pairs and not isinstance(pairs, ResponseError):
+    if pairs and not isinstance(pairs, kinds.RESPONSE):
         restore: List[Any] = ["ZADD", key, "NX"]
         for member, score in pairs:
             restore.extend((score, member))

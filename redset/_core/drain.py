@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from redis.exceptions import ResponseError
 
 from redset._codec import Codec
+from redset._core import kinds
 
 from redset._core.calls import lost, put_back
 from redset._core.errors import named_error
 from redset.exceptions import DeserializationError
 from redset._core.steps import (
-    NETWORK_ERRORS, POP, POPS, RECV_PAIRS, Cancelled, Cmd, Deliver, NotSent, Plan, Recv, Send,
+    POP, POPS, RECV_PAIRS, Cancelled, Cmd, Deliver, NotSent, Plan, Recv, Send,
     StopDelivery,
 )
 
@@ -67,7 +67,7 @@ def pop_batches(wire: Codec, make_request: Callable[[], Sequence[Any]], batch_si
                 raise
             sent -= 1
             args = pending.pop(0)
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, kinds.RESPONSE):
                 # A pop sent after this one's header may be in flight: the
                 # driver closes the connection as the error leaves the plan.
                 raise named_error(reply, args, label)
@@ -87,7 +87,7 @@ def pop_batches(wire: Codec, make_request: Callable[[], Sequence[Any]], batch_si
                 return
     except NotSent as exc:
         raise exc.error
-    except NETWORK_ERRORS as exc:
+    except kinds.NETWORK as exc:
         what = ("the items of the %d requests in flight" % sent if sent > 1
                 else "the items of the request in flight")
         raise lost(POPS, last, exc, what, label) from exc

@@ -1,13 +1,14 @@
 """Server errors that say which key and which operation they are about."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple, TypeVar
 
-from redis.exceptions import ResponseError
 
 from redset import scripts
 
 __all__ = ["name_of", "named_error"]
+
+E = TypeVar("E", bound=BaseException)
 
 
 def _text(value: Any) -> str:
@@ -28,8 +29,8 @@ def name_of(args: Sequence[Any], label: Optional[str] = None) -> Tuple[str, str]
     return (label or op), (_text(args[1]) if len(args) > 1 else "")
 
 
-def named_error(reply: ResponseError, args: Sequence[Any], label: Optional[str] = None) -> ResponseError:
-    """The server's error reply as redis-py's class, its words first, then
+def named_error(reply: E, args: Sequence[Any], label: Optional[str] = None) -> E:
+    """The server's error reply in its own class (the client library's), its words first, then
     the operation and the key: ``WRONGTYPE ... (ZADD on 'jobs')``."""
     op, key = name_of(args, label)
     error = type(reply)("%s (%s on %r)" % (reply, op, key))

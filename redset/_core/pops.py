@@ -6,15 +6,12 @@ import logging
 import time
 from typing import Any, List, Optional, Sequence, Tuple
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from redset import scripts
 from redset._core.calls import call, call_many, pop, put_back
 from redset._core.config import SetConfig, new_token
 from redset._core.drain import pop_batches
 from redset._core.failures import handle_failures
-from redset._core import leasing
+from redset._core import kinds, leasing
 from redset._core.steps import POPS, Cancelled, Plan, Sleep
 
 __all__ = ["take", "drain", "SERVER_TICK"]
@@ -158,7 +155,7 @@ def sleep_until_work(cfg: SetConfig, remaining: float, include_inflight: bool,
     finally:
         try:  # leave the waiters (best effort: an entry left behind expires)
             yield from call(wire, ("ZREM", cfg._waiters_key, token))
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except kinds.CONNECTION + kinds.TIMEOUT as exc:
             log.debug("could not unregister a waiter of %s: %s", cfg.name, exc)
 
 
@@ -170,7 +167,7 @@ def wait_for_signal(cfg: SetConfig, seconds: float) -> Plan[bool]:
     """
     try:
         return bool((yield from call(cfg._wire_impl, ("BLPOP", cfg._wake_key, timeout_arg(seconds)), POPS)))
-    except (RedisTimeoutError, RedisConnectionError) as exc:
+    except kinds.CONNECTION + kinds.TIMEOUT as exc:
         log.debug("wait for work on %s ended early: %s", cfg.name, exc)
         return False
 

@@ -35,20 +35,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generator, Optional, Sequence, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 __all__ = [
     "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent", "Cancelled",
-    "RAW", "POP", "PAIRS", "SAFE", "ONCE", "POPS", "NETWORK_ERRORS", "Plan",
+    "RAW", "POP", "PAIRS", "SAFE", "ONCE", "POPS", "Plan",
 ]
 
 T = TypeVar("T")
 #: A plan: yields requests, is sent their answers, returns a result.
 Plan = Generator[Any, Any, T]
-
-#: Errors that leave a command's outcome unknown once it was sent.
-NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # What a command may go through after a lost connection.
 SAFE = 0  #: re-sent (reads, ZADD NX, idempotent writes)

@@ -8,41 +8,17 @@ do the I/O it asks for, each in its own way.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Generator, List, Optional
 
-from redis.exceptions import ResponseError
-
 from redset._codec import Codec
+from redset._core import kinds
 from redset._core.steps import PAIRS, POP, Recv
+from redset._io.clientlib import REDIS_PY, ClientLib
 
-try:  # redis-py 5+
-    from redis._parsers import BaseParser as _BaseParser
-except ImportError:  # pragma: no cover - redis-py 4.x
-    from redis.connection import BaseParser as _BaseParser  # type: ignore[attr-defined]
-
-__all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "parser_holds_data", "reply_error", "server_error"]
+__all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "parser_holds_data"]
 
 FILL = "fill"
 READ = "read"
-
-# redis-py 5+ made parse_error a classmethod; before, it was a plain method
-# that reads only the class's EXCEPTION_CLASSES.
-_PARSE_ERROR_IS_CLASSMETHOD = isinstance(inspect.getattr_static(_BaseParser, "parse_error"), classmethod)
-
-
-def server_error(message: str) -> ResponseError:
-    """The exception redis-py raises for this error reply (NoScriptError, ...)."""
-    parse: Any = _BaseParser.parse_error
-    if _PARSE_ERROR_IS_CLASSMETHOD:
-        return parse(message)  # type: ignore[no-any-return]
-    return parse(_BaseParser, message)  # type: ignore[no-any-return]  # pragma: no cover
-
-
-def reply_error(exc: ResponseError) -> ResponseError:
-    """An error reply a client raised, as the value a plan expects."""
-    return exc
-
 
 def parser_holds_data(conn: Any) -> bool:
     """Whether the connection's own parser has bytes read ahead, which a
@@ -87,24 +63,41 @@ class PopState:
     decoded afterwards.
     """
 
-    __slots__ = ("wire", "direct", "view", "reader")
+    __slots__ = ("wire", "direct", "view", "reader", "decided", "lib")
 
-    def __init__(self, wire: Codec, direct: bool, view: memoryview) -> None:
+    def __init__(self, wire: Codec, direct: bool, view: memoryview, lib: ClientLib = REDIS_PY) -> None:
         self.wire = wire
+        self.lib = lib
         self.direct = direct
         self.view = view
         self.reader: Any = None
+        # False while a request waits for the current reply's header (its
+        # Recv has ``ahead``): a driver may then ask for it before the whole
+        # reply has arrived, with :meth:`ahead_cmds`.
+        self.decided = True
 
     def dirty(self) -> bool:
         """True if bytes arrived that no request asked for (do not reuse the connection)."""
         return self.reader is not None and bool(self.reader.pending())
+
+    def ahead_cmds(self, req: Recv) -> Any:
+        """The commands ``req.ahead`` asks to send once the current reply's
+        header has arrived; None before that, and after the first call that
+        found it (it is asked once per reply). The caller must send them."""
+        if self.decided:
+            return None
+        count = self.reader.header()
+        if count < 0:
+            return None
+        self.decided = True
+        return req.ahead(count)  # type: ignore[misc]
 
     def answer(self, req: Recv) -> Generator[Any, Any, Any]:
         """Produce the answer to ``req`` (mode POP or PAIRS), asking for I/O."""
         wire = self.wire
         if not self.direct:
             reply = yield READ
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, kinds.RESPONSE):
                 return reply
             if req.ahead is not None:
                 cmds = req.ahead(pair_count(reply))
@@ -119,21 +112,18 @@ class PopState:
         reader = self.reader
         raw: Optional[List[Any]] = [] if req.mode == PAIRS else None
         failures = []
-        decided = req.ahead is None
+        self.decided = req.ahead is None
         while True:
-            if not decided:
-                count = reader.header()
-                if count >= 0:
-                    decided = True
-                    cmds = req.ahead(count)  # type: ignore[misc]
-                    if cmds:
-                        yield cmds
+            if not self.decided:
+                cmds = self.ahead_cmds(req)
+                if cmds:
+                    yield cmds
             got = reader.gets(failures, raw)
             if got is not False:
                 break
             yield FILL
         if isinstance(got, str):  # the codec's ErrorReply
-            return server_error(str(got))
+            return self.lib.server_error(str(got))
         if raw is not None:
             return raw
         assert req.mode == POP

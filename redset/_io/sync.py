@@ -17,12 +17,13 @@ from __future__ import annotations
 import time
 from typing import Any, Generator, Iterator, List, Optional, Union
 
-import redis
 
 from redset._codec import Codec
-from redset._core.steps import NETWORK_ERRORS, RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery
+from redset._core import kinds
+from redset._core.steps import RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery
+from redset._io.clientlib import REDIS_PY, ClientLib, lib_of
 from redset._io.planrun import PlanRun, client_ops, joined
-from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data, reply_error
+from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data
 
 __all__ = ["SyncDriver", "ClientDriver", "make_driver"]
 
@@ -34,6 +35,7 @@ class _Driver:
     """What both sync drivers share: stepping a plan."""
 
     wire: Codec
+    lib: ClientLib = REDIS_PY
 
     def run(self, plan: Any) -> Any:
         """Run a plan to its end and return its result."""
@@ -65,8 +67,9 @@ class _Driver:
                 except GeneratorExit:  # the caller stopped iterating
                     st.error = StopDelivery()
             return st.result
-        except BaseException:
+        except BaseException as exc:
             self._abandon(st)
+            self.lib.adapt(exc)
             raise
         finally:
             self._done(st)
@@ -84,10 +87,11 @@ class _Driver:
 
 
 class SyncDriver(_Driver):
-    """Drive a pooled redis-py connection with pre-encoded RESP bytes."""
+    """Drive a pooled redis-py (or valkey-py) connection with pre-encoded RESP bytes."""
 
-    def __init__(self, client: "redis.Redis", wire: Codec, socket_pops: bool) -> None:
+    def __init__(self, client: Any, wire: Codec, socket_pops: bool, lib: ClientLib = REDIS_PY) -> None:
         self.client = client
+        self.lib = lib
         self.pool = client.connection_pool
         self.wire = wire
         self.socket_pops = socket_pops
@@ -136,7 +140,7 @@ class SyncDriver(_Driver):
                 if st.conn is None:
                     try:
                         st.conn = self._acquire()
-                    except NETWORK_ERRORS as exc:
+                    except kinds.NETWORK as exc:
                         raise NotSent(exc) from exc
                 st.unread += len(req.cmds)
                 st.conn.send_packed_command([joined(req.cmds)], check_health=False)
@@ -146,7 +150,7 @@ class SyncDriver(_Driver):
                 else:
                     if st.pops is None:
                         st.stream = self._socket_of(st.conn)
-                        st.pops = PopState(self.wire, st.stream is not None, self._buffer())
+                        st.pops = PopState(self.wire, st.stream is not None, self._buffer(), self.lib)
                     st.answer, ahead = self._read_pop(st.conn, st.stream, st.pops, req)
                     st.unread += ahead
                 st.unread -= 1
@@ -158,7 +162,7 @@ class SyncDriver(_Driver):
                 raise TypeError("a plan yielded %r" % (req,))
         except NotSent as exc:
             st.error = exc
-        except NETWORK_ERRORS as exc:
+        except kinds.NETWORK as exc:
             self._close(st)
             st.error = exc
 
@@ -174,8 +178,7 @@ class SyncDriver(_Driver):
             st.conn = None
         self._recycle(st)
 
-    @staticmethod
-    def _read_pop(conn: Any, sock: Any, pops: PopState, req: Recv) -> Any:
+    def _read_pop(self, conn: Any, sock: Any, pops: PopState, req: Recv) -> Any:
         """The answer to ``req``, and how many commands were sent ahead meanwhile."""
         steps = pops.answer(req)
         result: Any = None
@@ -189,7 +192,7 @@ class SyncDriver(_Driver):
             if need is FILL:
                 n = sock.recv_into(pops.view)
                 if not n:
-                    raise redis.exceptions.ConnectionError("Connection closed by server.")
+                    raise self.lib.ConnectionError("Connection closed by server.")
                 pops.reader.feed(pops.view[:n])
             elif need is READ:
                 result = _read_raw(conn)
@@ -221,10 +224,10 @@ class SyncDriver(_Driver):
 
 
 def _read_raw(conn: Any) -> Any:
-    """Read one reply with redis-py's parser; an error reply is returned, not raised."""
+    """Read one reply with the connection's parser; an error reply is returned, not raised."""
     try:
         return conn.read_response(disable_decoding=True)
-    except redis.exceptions.ResponseError as exc:
+    except kinds.RESPONSE as exc:
         return exc
 
 
@@ -240,6 +243,7 @@ class ClientDriver(_Driver):
     def __init__(self, client: Any, wire: Codec) -> None:
         self.client = client
         self.wire = wire
+        self.lib = lib_of(client) or REDIS_PY
 
     def _perform(self, st: PlanRun, req: Any) -> None:
         try:
@@ -248,27 +252,29 @@ class ClientDriver(_Driver):
                     time.sleep(op)
                 else:
                     st.reply = self._execute(op)
-        except NETWORK_ERRORS as exc:
+        except kinds.NETWORK as exc:
             st.queued.clear()
             st.error = exc
 
     def _execute(self, cmd: Any) -> Any:
         try:
             return as_bytes(self.client.execute_command(*cmd.args))
-        except redis.exceptions.ResponseError as exc:
-            return reply_error(exc)
+        except kinds.RESPONSE as exc:
+            return exc
 
 
 def make_driver(client: Any, wire: Codec, socket_pops: bool) -> _Driver:
-    """Pick :class:`SyncDriver` for redis-py clients it can drive."""
+    """Pick :class:`SyncDriver` for the redis-py and valkey-py clients it can drive."""
     pool = getattr(client, "connection_pool", None)
     conn_cls = getattr(pool, "connection_class", None)
+    lib = lib_of(client)
     if (
-        isinstance(client, redis.Redis)
-        and isinstance(pool, redis.ConnectionPool)
+        lib is not None
+        and isinstance(client, lib.Redis)
+        and isinstance(pool, lib.ConnectionPool)
         and conn_cls is not None
-        and conn_cls.__module__.startswith("redis.")
+        and lib.owns(conn_cls)
         and hasattr(conn_cls, "send_packed_command")
     ):
-        return SyncDriver(client, wire, socket_pops)
+        return SyncDriver(client, wire, socket_pops, lib)
     return ClientDriver(client, wire)
