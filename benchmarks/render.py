@@ -35,7 +35,8 @@ class Run:
         """``"0.42"``: the contender's ratio to ``"limit"``, ``"redis-py"`` or (an
         asyncio contender) ``"sync"``, its sync twin; ``"n/a"`` when absent."""
         row = self.get(workload, op, contender)
-        field = {"limit": "ratio_limit", "redis-py": "ratio_redis_py", "sync": "ratio_sync"}[to]
+        field = {"limit": "ratio_limit", "redis-py": "ratio_redis_py", "sync": "ratio_sync",
+                 "client": "ratio_client"}[to]
         value = None if row is None else row.get(field)
         return "n/a" if value is None else "%.2f" % value
 
@@ -124,7 +125,7 @@ def _tables(run: Run) -> List[str]:
     out: List[str] = []
     for title, rows in table_rows(run.results):
         out += ["", "### " + title, ""]
-        out += ["| contender | items/s | × limit | × redis-py by hand | asyncio × sync |",
+        out += ["| contender | items/s | × limit | × redis-py by hand | × twin |",
                 "| --- | ---: | ---: | ---: | ---: |"]
         for label, rate, to_limit, to_hand, to_sync in rows:
             emphasis = "**" if label.startswith("redset compiled") else ""
@@ -235,16 +236,34 @@ def _asyncio(run: Run) -> List[str]:
     r = run.ratio
     return [
         "**asyncio.** `redset.asyncio` runs the same operation plans on a `redis.asyncio`",
-        "connection. Against the same code run sync (the *asyncio × sync* column):",
+        "connection. Against the same code run sync (the *× twin* column):",
         "`add_many()` %s on W1 and %s with orjson; `drain(1000)` %s and %s; the `take(1000)`"
         % (r("w1", "add", "redset-async", "sync"), r("w2-orjson", "add", "redset-async", "sync"),
            r("w1", "take", "redset-async-drain", "sync"), r("w2-orjson", "take", "redset-async-drain", "sync")),
         "loop %s on W1. redis.asyncio by hand packs commands in Python: %s of the limit on"
         % (r("w1", "take", "redset-async", "sync"), r("w1", "add", "redis-py-async")),
-        "W1 ADD (sync redis-py: %s). An asyncio drain pays an event-loop wake-up for each"
+        "W1 ADD (sync redis-py: %s). A pop reply is read by a protocol callback that feeds"
         % r("w1", "add", "redis-py"),
-        "chunk of a reply, on the path between the server finishing one pop and receiving",
-        "the next, which is why it trails the sync drain most when the client keeps up.",
+        "the reply parser and writes the next pop of a drain as soon as the reply's header",
+        "arrives, so the task wakes once per reply; what is left is the event loop's own",
+        "turn between the server finishing one pop and the client reading it.",
+        "",
+    ] + _valkey(run)
+
+
+def _valkey(run: Run) -> List[str]:
+    if run.get("w1", "add", "redset-valkey") is None:
+        return []
+    r = run.ratio
+    return [
+        "**valkey-py.** The rows *via valkey-py* run the same redset code on a `valkey.Valkey`",
+        "(or `valkey.asyncio.Valkey`) client (`--clients redis,valkey`); the *× twin* column",
+        "compares each with the same row through redis-py: `add_many()` %s on W1 and %s with"
+        % (r("w1", "add", "redset-valkey", "client"), r("w2-orjson", "add", "redset-valkey", "client")),
+        "orjson, `drain(1000)` %s and %s. Both libraries' connections are driven the same way"
+        % (r("w1", "take", "redset-drain-valkey", "client"), r("w2-orjson", "take", "redset-drain-valkey", "client")),
+        "(pre-encoded RESP written to the socket, pop replies read by redset's parser), so",
+        "the client library costs nothing per item.",
         "",
     ]
 

@@ -220,6 +220,18 @@ class RedisPyResp2Case(RedisPyCase):
     protocol = 2
 
 
+#: Client library -> its client class's name (sync and asyncio).
+CLIENT_CLASSES = {"redis": "Redis", "valkey": "Valkey"}
+
+
+def import_client_lib(name: str, asyncio: bool = False) -> Any:
+    """The client library's module (or its asyncio module); Unavailable if not installed."""
+    try:
+        return importlib.import_module(name + ".asyncio" if asyncio else name)
+    except ImportError as exc:
+        raise Unavailable("%s is not installed (pip install %s)" % (name, name)) from exc
+
+
 def redset_codec(name: str) -> Any:
     """redset's ``"compiled"`` or ``"pure"`` codec, or :class:`Unavailable`."""
     from redset import _wire
@@ -246,6 +258,8 @@ class RedsetCase(Case):
 
     #: The module whose SortedSet is measured.
     set_module = "redset"
+    #: The client library the set talks through: "redis" (redis-py) or "valkey" (valkey-py).
+    client_lib = "redis"
 
     def __init__(self, workload: Workload, op: str, url: str) -> None:
         codec = redset_codec(self.wire)
@@ -254,9 +268,8 @@ class RedsetCase(Case):
         self.set = open_set(importlib.import_module(self.set_module).SortedSet, self.client, workload, codec)
 
     def connect(self, url: str) -> Any:
-        import redis
-
-        client = redis.Redis.from_url(url)
+        module = import_client_lib(self.client_lib)
+        client = getattr(module, CLIENT_CLASSES[self.client_lib]).from_url(url)
         client.ping()  # connect now, not inside the first timed round
         return client
 

@@ -21,12 +21,13 @@ def contender_label(contender: str, op: str) -> str:
         client = "redis.asyncio" if contender.endswith("async") else "redis-py"
         return "%s + hiredis by hand, %s (%s)" % (client, how, resp)
     impl = "pure Python" if "pure" in contender else "compiled"
-    if contender.endswith("drain"):
+    if contender.replace("-valkey", "").endswith("drain"):
         call = "drain(1000)"
     else:
         call = {"add": "add_many()", "take": "take(1000) loop", "pop": "pop() loop"}[op]
     api = "redset.asyncio" if "-async" in contender else "redset"
-    return "%s %s, %s" % (api, impl, call)
+    via = " via valkey-py" if contender.endswith("-valkey") else ""
+    return "%s %s, %s%s" % (api, impl, call, via)
 
 
 def add_ratios(results: List[Dict[str, Any]]) -> None:
@@ -41,16 +42,29 @@ def add_ratios(results: List[Dict[str, Any]]) -> None:
         twin = rate.get((r["workload"], r["op"], r["contender"].replace("-async", ""))) \
             if "-async" in r["contender"] else None
         r["ratio_sync"] = r["items_per_s"] / twin if twin else None
+        # A contender run through valkey-py against the same through redis-py.
+        twin = rate.get((r["workload"], r["op"], r["contender"][:-len("-valkey")])) \
+            if r["contender"].endswith("-valkey") else None
+        r["ratio_client"] = r["items_per_s"] / twin if twin else None
 
 
 def _ratio(value: Optional[float]) -> str:
     return "—" if value is None else "%.2f" % value
 
 
+def _twin_ratio(r: Dict[str, Any]) -> str:
+    twin = r.get("ratio_client")
+    if twin is None:
+        twin = r.get("ratio_sync")
+    return "" if twin is None else _ratio(twin)
+
+
 def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str, str, str, str, str]]]]:
     """Group results by workload and operation into titled rows of strings:
     (contender, items/s, ratio to the limit, ratio to redis-py by hand, and
-    for an asyncio contender its ratio to the same code run sync, else "")."""
+    its twin: for a contender run through valkey-py its ratio to the same
+    run through redis-py, for an asyncio contender its ratio to the same code
+    run sync, else "")."""
     groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["workload"], r["op"]), []).append(r)
@@ -61,7 +75,7 @@ def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str,
             title,
             [
                 (r["label"], format(round(r["items_per_s"]), ","), _ratio(r["ratio_limit"]),
-                 _ratio(r["ratio_redis_py"]), "" if r.get("ratio_sync") is None else _ratio(r["ratio_sync"]))
+                 _ratio(r["ratio_redis_py"]), _twin_ratio(r))
                 for r in rows
             ],
         ))
@@ -71,7 +85,7 @@ def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str,
 def table_lines(results: List[Dict[str, Any]]) -> List[str]:
     """The plain-text table of :func:`table_rows` (``redset bench``, pytest summary)."""
     lines: List[str] = []
-    head = ("contender", "items/s", "x limit", "x redis-py", "x sync")
+    head = ("contender", "items/s", "x limit", "x redis-py", "x twin")
     for title, rows in table_rows(results):
         width = max(len(head[0]), *(len(r[0]) for r in rows))
         lines += ["", title]

@@ -28,7 +28,7 @@ module joins them and is what ``redset bench`` and ``benchmarks/`` import.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from redset._bench_async import ASYNC_CASES
 from redset._bench_cases import (
@@ -113,20 +113,39 @@ _CASES: Dict[str, type] = {
 }
 
 
+#: A redset contender's name with this suffix runs it through valkey-py.
+VALKEY_SUFFIX = "-valkey"
+
+
 def make_case(contender: str, workload: Workload, op: str, url: str) -> Case:
     """Open ``contender`` for ``op`` on ``workload`` against the server at ``url``.
 
+    ``redset...-valkey`` is the redset contender of that name on a valkey-py
+    client (``valkey.Valkey``, ``valkey.asyncio.Valkey``).
+
     :raises Unavailable: when the contender cannot run in this environment.
     """
-    case: Case = _CASES[contender](workload, op, url)
+    if contender.endswith(VALKEY_SUFFIX):
+        base = _CASES[contender[:-len(VALKEY_SUFFIX)]]
+        cls: Any = type(base.__name__ + "Valkey", (base,), {"contender": contender, "client_lib": "valkey"})
+    else:
+        cls = _CASES[contender]
+    case: Case = cls(workload, op, url)
     return case
 
 
-def plan(ops: Sequence[str], workloads: Sequence[str]) -> List[Tuple[str, str, str]]:
+def plan(ops: Sequence[str], workloads: Sequence[str],
+         clients: Sequence[str] = ("redis",)) -> List[Tuple[str, str, str]]:
     """Return (workload, operation, contender) triples for ``--ops``/``--workloads``.
 
-    :raises ValueError: naming an unknown operation or workload.
+    ``clients`` ("redis", "valkey") are the client libraries the redset
+    contenders run through; the baselines always use redis-py.
+
+    :raises ValueError: naming an unknown operation, workload or client library.
     """
+    for lib in clients:
+        if lib not in ("redis", "valkey"):
+            raise ValueError("unknown client library %r (choose from redis, valkey)" % (lib,))
     for op in ops:
         if op not in OPS:
             raise ValueError("unknown operation %r (choose from %s)" % (op, ", ".join(OPS)))
@@ -142,6 +161,11 @@ def plan(ops: Sequence[str], workloads: Sequence[str]) -> List[Tuple[str, str, s
             if op == "pop" and name != workloads[0]:
                 continue
             for contender in contenders:
-                if (name, op, contender) not in out:
-                    out.append((name, op, contender))
+                if contender.startswith("redset"):
+                    variants = [contender + ("" if lib == "redis" else VALKEY_SUFFIX) for lib in clients]
+                else:
+                    variants = [contender]
+                for variant in variants:
+                    if (name, op, variant) not in out:
+                        out.append((name, op, variant))
     return out

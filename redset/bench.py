@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workloads", type=_csv(bm.WORKLOADS), default=list(bm.WORKLOADS), help=",".join(bm.WORKLOADS)
     )
+    p.add_argument(
+        "--clients", type=_csv(("redis", "valkey")), default=["redis"],
+        help="client libraries for redset's rows: redis (redis-py), valkey (valkey-py), or both (default redis)",
+    )
     p.add_argument("--json", metavar="OUT", help="save the run (machine, versions, rounds) as JSON")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server and this process to CPUs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
     n_pop = args.pop_n or bm.pop_n(n)
     if args.repeat < 1 or args.warmup < 0:
         raise ValueError("--repeat must be >= 1 and --warmup >= 0")
-    triples = bm.plan(args.ops, args.workloads)
+    triples = bm.plan(args.ops, args.workloads, args.clients)
     server = None
     pinning = []
     if args.url:
@@ -202,6 +206,8 @@ def format_table(run_data: Dict[str, Any]) -> str:
     lines = bm.table_lines(run_data["results"])
     machine = run_data["machine"]
     lines.append("")
+    lines.append("x twin: a redset.asyncio row against the same row run sync; a row via valkey-py "
+                 "against the same row through redis-py")
     lines.append(
         "%s, %s cores; %s; %s; redis-py %s, hiredis %s; %s"
         % (machine["cpu"], machine["cores"], machine["python"], machine["server"],

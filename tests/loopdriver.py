@@ -42,7 +42,10 @@ class EventLoopThread:
 
 
 def _twin_kwargs(client: Any) -> Dict[str, Any]:
-    return {k: v for k, v in client.connection_pool.connection_kwargs.items() if k in _KWARGS}
+    kwargs = {k: v for k, v in client.connection_pool.connection_kwargs.items() if k in _KWARGS}
+    if kwargs.get("protocol") is None:  # valkey.asyncio would send "HELLO None"
+        kwargs.pop("protocol", None)
+    return kwargs
 
 
 class SyncTwins:

@@ -184,6 +184,28 @@ def test_bench_runs_checks_every_contender_and_cleans_up(db_url, tmp_path, ops):
     assert keys_left(db_url) == []
 
 
+def test_bench_runs_redset_rows_through_valkey_py_beside_redis_py(db_url, tmp_path):
+    target = tmp_path / "run.json"
+    out = run("bench", "--url", db_url, "--n", "2000", "--repeat", "1", "--warmup", "0", "--ops", "add,drain",
+              "--workloads", "w1", "--clients", "redis,valkey", "--json", str(target), "--no-pin", "--quiet")
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {row["contender"]: row for row in json.loads(target.read_text())["results"]}
+    for contender in ("redset-valkey", "redset-pure-valkey", "redset-async-valkey", "redset-drain-valkey",
+                      "redset-async-drain-valkey"):
+        assert contender in rows, sorted(rows)
+        twin = rows[contender[:-len("-valkey")]]
+        assert rows[contender]["ratio_client"] == rows[contender]["items_per_s"] / twin["items_per_s"]
+    assert "redset compiled, add_many() via valkey-py" in out.stdout
+    assert "redis-py-valkey" not in rows  # the baselines are redis-py's alone
+    assert keys_left(db_url) == []
+
+
+def test_bench_refuses_an_unknown_client_library():
+    out = run("bench", "--clients", "redis,jedis")
+    assert out.returncode == 2
+    assert "unknown jedis" in out.stderr
+
+
 def test_server_serves_until_sigterm():
     proc = subprocess.Popen([sys.executable, "-m", "redset", "server", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
