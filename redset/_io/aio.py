@@ -26,7 +26,7 @@ from redset._core.steps import (
 )
 from redset._io.clientlib import REDIS_PY, ClientLib, lib_of
 from redset._io.planrun import PlanRun, client_ops, joined
-from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data
+from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data, parser_is_native
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -119,7 +119,7 @@ class _AsyncBase:
 class AsyncDriver(_AsyncBase):
     """Drive a pooled ``redis.asyncio`` (or ``valkey.asyncio``) connection with pre-encoded RESP bytes."""
 
-    def __init__(self, client: Any, wire: Codec, socket_pops: bool, lib: ClientLib = REDIS_PY) -> None:
+    def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib = REDIS_PY) -> None:
         self.client = client
         self.lib = lib
         self.pool: Any = client.connection_pool  # get_connection() is untyped in redis.asyncio
@@ -202,7 +202,7 @@ class AsyncDriver(_AsyncBase):
 
     def _stream_of(self, conn: Any) -> Any:
         """The connection's stream if pops can be read from it directly, else None."""
-        if not self.socket_pops:
+        if self.socket_pops is False or (self.socket_pops is None and parser_is_native(conn)):
             return None
         stream = getattr(conn, "_reader", None)
         if stream is None or not hasattr(stream, "read") or parser_holds_data(conn):
@@ -450,7 +450,7 @@ class AsyncClientDriver(_AsyncBase):
             return exc
 
 
-def make_async_driver(client: Any, wire: Codec, socket_pops: bool) -> _AsyncBase:
+def make_async_driver(client: Any, wire: Codec, socket_pops: Optional[bool]) -> _AsyncBase:
     """Pick :class:`AsyncDriver` for the ``redis.asyncio`` and ``valkey.asyncio``
     clients it can drive."""
     pool = getattr(client, "connection_pool", None)

@@ -15,7 +15,7 @@ from redset._core import kinds
 from redset._core.steps import PAIRS, POP, Recv
 from redset._io.clientlib import REDIS_PY, ClientLib
 
-__all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "parser_holds_data"]
+__all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "parser_holds_data", "parser_is_native"]
 
 FILL = "fill"
 READ = "read"
@@ -34,6 +34,16 @@ def parser_holds_data(conn: Any) -> bool:
     if isinstance(buffer, bytes):  # the asyncio pure-Python parsers: bytes past _pos are unparsed
         return len(buffer) > int(getattr(parser, "_pos", 0) or 0)
     return False  # None, or hiredis's scratch bytearray (its reader holds what was read ahead)
+
+
+#: Modules of the C reply parsers a connection's parser may wrap.
+_NATIVE_PARSERS = ("hiredis", "libvalkey")
+
+
+def parser_is_native(conn: Any) -> bool:
+    """Whether the connection parses replies in C (hiredis, libvalkey)."""
+    reader = getattr(getattr(conn, "_parser", None), "_reader", None)
+    return reader is not None and type(reader).__module__.split(".", 1)[0] in _NATIVE_PARSERS
 
 
 def as_bytes(value: Any) -> Any:

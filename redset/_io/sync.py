@@ -23,7 +23,7 @@ from redset._core import kinds
 from redset._core.steps import RAW, Deliver, Drop, NotSent, Recv, Send, Sleep, StopDelivery
 from redset._io.clientlib import REDIS_PY, ClientLib, lib_of
 from redset._io.planrun import PlanRun, client_ops, joined
-from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data
+from redset._io.replies import FILL, READ, PopState, as_bytes, parser_holds_data, parser_is_native
 
 __all__ = ["SyncDriver", "ClientDriver", "make_driver"]
 
@@ -89,7 +89,7 @@ class _Driver:
 class SyncDriver(_Driver):
     """Drive a pooled redis-py (or valkey-py) connection with pre-encoded RESP bytes."""
 
-    def __init__(self, client: Any, wire: Codec, socket_pops: bool, lib: ClientLib = REDIS_PY) -> None:
+    def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib = REDIS_PY) -> None:
         self.client = client
         self.lib = lib
         self.pool = client.connection_pool
@@ -215,7 +215,9 @@ class SyncDriver(_Driver):
 
     def _socket_of(self, conn: Any) -> Any:
         """The connection's socket if pops can be read from it directly, else None."""
-        if not self.socket_pops or conn is None:
+        if self.socket_pops is False or conn is None:
+            return None
+        if self.socket_pops is None and parser_is_native(conn):
             return None
         sock = getattr(conn, "_sock", None)
         if sock is None or not hasattr(sock, "recv_into") or parser_holds_data(conn):
@@ -263,7 +265,7 @@ class ClientDriver(_Driver):
             return exc
 
 
-def make_driver(client: Any, wire: Codec, socket_pops: bool) -> _Driver:
+def make_driver(client: Any, wire: Codec, socket_pops: Optional[bool]) -> _Driver:
     """Pick :class:`SyncDriver` for the redis-py and valkey-py clients it can drive."""
     pool = getattr(client, "connection_pool", None)
     conn_cls = getattr(pool, "connection_class", None)
