@@ -7,7 +7,8 @@ it twice, with ``REPS`` = 0 and with ``REPS`` = R, so the difference of the
 two instruction counts is exactly R runs of the path, and divides by the
 items a run handles.
 
-``IMPL`` is ``c`` (the compiled codec) or ``py`` (the pure-Python twin).
+``IMPL`` is ``c`` (the compiled codec), ``py`` (the pure-Python twin) or
+``default`` (whichever redset picks by itself).
 Paths that need a server (the drivers) get its ``URL``.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import redis.asyncio
 import redset
 import redset._wire
 import redset.asyncio as aredset
-from redset._bench_core import get_workload
+from redset._bench_core import RawConnection, get_workload
 from redset._core import leasing
 from redset._core.steps import RAW, Recv, Send
 
@@ -145,13 +146,15 @@ def _drain(driver: str) -> Callable[[Any, str], Tuple[Callable[[], Any], int]]:
     def setup(impl: Any, url: str) -> Tuple[Callable[[], Any], int]:
         redset._wire.impl = impl
         wl = get_workload("w1", BATCH * DRIVER_BATCHES)
-        admin = redis.Redis.from_url(url)
-        key = "cost:drain:%s" % driver
-        load = {m: i for i, m in enumerate(wl.members)}
+        # The set is refilled before each run with pre-encoded ZADDs on a
+        # bare socket: a few instructions per item, next to the drain's.
+        admin = RawConnection(url)
+        key = wl.key.decode()
+        payload, chunks = wl.zadd_payload, len(range(0, wl.n, BATCH))
 
         def fill() -> None:
-            admin.delete(key)
-            admin.zadd(key, load)
+            admin.call(b"DEL", wl.key)
+            admin.exchange(payload, chunks)
 
         if driver == "sync":
             s = redset.SortedSet(redis.Redis.from_url(url), key)
@@ -204,7 +207,7 @@ SERVER_PATHS: Dict[str, Callable[..., Tuple[Callable[[], Any], int]]] = {
 
 def main(argv: List[str]) -> int:
     name, impl_name, reps = argv[0], argv[1], int(argv[2])
-    impl = {"c": redset._wire.compiled, "py": redset._wire.pure}[impl_name]
+    impl = {"c": redset._wire.compiled, "py": redset._wire.pure, "default": redset._wire.impl}[impl_name]
     if impl is None:
         raise SystemExit("the compiled extension is not built")
     if name in SERVER_PATHS:

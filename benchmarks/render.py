@@ -125,11 +125,12 @@ def _tables(run: Run) -> List[str]:
     out: List[str] = []
     for title, rows in table_rows(run.results):
         out += ["", "### " + title, ""]
-        out += ["| contender | items/s | × limit | × redis-py by hand | × twin |",
-                "| --- | ---: | ---: | ---: | ---: |"]
-        for label, rate, to_limit, to_hand, to_sync in rows:
+        out += ["| contender | items/s | × limit | × redis-py by hand | × twin | client CPU µs/item |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for label, rate, to_limit, to_hand, to_sync, cpu in rows:
             emphasis = "**" if label.startswith("redset compiled") else ""
-            out.append("| %s%s%s | %s | %s | %s | %s |" % (emphasis, label, emphasis, rate, to_limit, to_hand, to_sync))
+            out.append("| %s%s%s | %s | %s | %s | %s | %s |"
+                       % (emphasis, label, emphasis, rate, to_limit, to_hand, to_sync, cpu))
     return out
 
 

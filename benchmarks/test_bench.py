@@ -6,6 +6,8 @@ wrong result fails the benchmark instead of reporting a number.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any, Dict, List
 
 import pytest
@@ -37,9 +39,17 @@ def test_bench(
     benchmark.group = "%s %s (N=%d)" % (op.upper(), workload_name, n)
     benchmark.extra_info.update(contender=contender, label=case.label, n=n)
     pending: List[Any] = []
+    cpus: List[float] = []
+
+    def timed() -> None:
+        cpu = time.process_time()
+        result = case.run()
+        cpus.append(time.process_time() - cpu)
+        pending.append(result)
+
     try:
         benchmark.pedantic(
-            lambda: pending.append(case.run()),
+            timed,
             setup=case.prepare,
             teardown=lambda: case.check(pending.pop()),
             rounds=bench_rounds,
@@ -56,4 +66,6 @@ def test_bench(
     bench_results.append({
         "workload": workload_name, "op": op, "contender": contender, "label": case.label,
         "n": n, "median_s": median, "items_per_s": n / median,
+        # The warmup round is the first.
+        "cpu_us_per_item": statistics.median(cpus[1:] or cpus) / n * 1e6,
     })

@@ -91,12 +91,18 @@ class Case:
                 "%s: item %d is %r, expected %r (order or content)" % (what, first, result[first], items[first])
             )
 
+    #: CPU seconds (user + system, this process) of the last :meth:`measure`.
+    cpu_s = 0.0
+
     def measure(self) -> float:
-        """Run one checked round; return the seconds :meth:`run` took."""
+        """Run one checked round; return the seconds :meth:`run` took (and
+        leave the process's CPU seconds meanwhile in :attr:`cpu_s`)."""
         self.prepare()
+        cpu = time.process_time()
         start = time.perf_counter()
         result = self.run()
         elapsed = time.perf_counter() - start
+        self.cpu_s = time.process_time() - cpu
         self.check(result)
         return elapsed
 

@@ -59,12 +59,17 @@ def _twin_ratio(r: Dict[str, Any]) -> str:
     return "" if twin is None else _ratio(twin)
 
 
-def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str, str, str, str, str]]]]:
+def _cpu(r: Dict[str, Any]) -> str:
+    cpu = r.get("cpu_us_per_item")
+    return "—" if cpu is None else "%.2f" % cpu
+
+
+def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str, str, str, str, str, str]]]]:
     """Group results by workload and operation into titled rows of strings:
     (contender, items/s, ratio to the limit, ratio to redis-py by hand, and
     its twin: for a contender run through valkey-py its ratio to the same
     run through redis-py, for an asyncio contender its ratio to the same code
-    run sync, else "")."""
+    run sync, else ""; and the client's CPU µs per item, user + system)."""
     groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["workload"], r["op"]), []).append(r)
@@ -75,7 +80,7 @@ def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str,
             title,
             [
                 (r["label"], format(round(r["items_per_s"]), ","), _ratio(r["ratio_limit"]),
-                 _ratio(r["ratio_redis_py"]), _twin_ratio(r))
+                 _ratio(r["ratio_redis_py"]), _twin_ratio(r), _cpu(r))
                 for r in rows
             ],
         ))
@@ -85,11 +90,11 @@ def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str,
 def table_lines(results: List[Dict[str, Any]]) -> List[str]:
     """The plain-text table of :func:`table_rows` (``redset bench``, pytest summary)."""
     lines: List[str] = []
-    head = ("contender", "items/s", "x limit", "x redis-py", "x twin")
+    head = ("contender", "items/s", "x limit", "x redis-py", "x twin", "cpu us/item")
     for title, rows in table_rows(results):
         width = max(len(head[0]), *(len(r[0]) for r in rows))
         lines += ["", title]
-        lines += [("  %-*s  %12s  %8s  %10s  %6s" % (width, *row)).rstrip() for row in [head, *rows]]
+        lines += [("  %-*s  %12s  %8s  %10s  %6s  %11s" % (width, *row)).rstrip() for row in [head, *rows]]
     return lines
 
 

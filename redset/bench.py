@@ -16,7 +16,7 @@ import shlex
 import statistics
 import sys
 from itertools import groupby
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from redset import _benchmark as bm
 
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clients", type=_csv(("redis", "valkey")), default=["redis"],
         help="client libraries for redset's rows: redis (redis-py), valkey (valkey-py), or both (default redis)",
     )
+    p.add_argument("--compare", metavar="OLD", help="print each row's change against a saved run (--json of an earlier run)")
     p.add_argument("--json", metavar="OUT", help="save the run (machine, versions, rounds) as JSON")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server and this process to CPUs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -99,17 +100,20 @@ def _load_average() -> Optional[List[float]]:
 
 def _measure_group(
     cases: List[bm.Case], repeat: int, warmup: int, progress: _Progress
-) -> Dict[str, List[float]]:
+) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
     """Time the cases of one (workload, operation) round-robin, so drift on a
-    shared machine hits every contender alike; return seconds per contender."""
+    shared machine hits every contender alike; return (seconds, client CPU
+    seconds) per contender and round."""
     times: Dict[str, List[float]] = {case.contender: [] for case in cases}
+    cpus: Dict[str, List[float]] = {case.contender: [] for case in cases}
     for round_no in range(warmup + repeat):
         for case in cases:
             elapsed = case.measure()
             if round_no >= warmup:
                 times[case.contender].append(elapsed)
+                cpus[case.contender].append(case.cpu_s)
             progress.step("%s %s %s" % (case.workload.name, case.op, case.contender))
-    return times
+    return times, cpus
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
@@ -162,7 +166,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
                                             "reason": str(exc)})
                             progress.write("skipped %s %s %s: %s" % (workload_name, op, contender, exc))
                             progress.step("%s skipped" % contender)
-                    times = _measure_group(cases, args.repeat, args.warmup, progress)
+                    times, cpus = _measure_group(cases, args.repeat, args.warmup, progress)
                 finally:
                     for case in cases:
                         case.close()
@@ -177,6 +181,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
                         "seconds": times[case.contender],
                         "median_s": median,
                         "items_per_s": count / median,
+                        "cpu_s": cpus[case.contender],
+                        "cpu_us_per_item": statistics.median(cpus[case.contender]) / count * 1e6,
                     })
             bm.get_workload.cache_clear()  # one workload's items in memory at a time
     finally:
@@ -216,6 +222,40 @@ def format_table(run_data: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compare_lines(old: Dict[str, Any], new: Dict[str, Any], old_name: str) -> List[str]:
+    """Row by row: items/s and client CPU per item of ``new`` against ``old``."""
+    before = {(r["workload"], r["op"], r["contender"]): r for r in old.get("results", [])}
+    lines = ["", "against %s (%s):" % (old_name, old.get("created", "?"))]
+    head = ("workload", "op", "contender", "items/s then", "now", "change", "cpu us/item then", "now")
+    rows = []
+    for r in new["results"]:
+        was = before.get((r["workload"], r["op"], r["contender"]))
+        if was is None:
+            rows.append((r["workload"], r["op"], r["label"], "—", format(round(r["items_per_s"]), ","), "new",
+                         "—", _cpu_text(r)))
+            continue
+        change = r["items_per_s"] / was["items_per_s"] - 1
+        rows.append((r["workload"], r["op"], r["label"], format(round(was["items_per_s"]), ","),
+                     format(round(r["items_per_s"]), ","), "%+.0f%%" % (change * 100), _cpu_text(was), _cpu_text(r)))
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        lines.append("  " + "  ".join(
+            str(cell).ljust(w) if i < 3 else str(cell).rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    gone = sorted(set(before) - {(r["workload"], r["op"], r["contender"]) for r in new["results"]})
+    if gone:
+        lines.append("  %d rows of %s were not run now" % (len(gone), old_name))
+    if old.get("n") != new.get("n"):
+        lines.append("  (N was %s then, %s now: rates of short runs are noisier)" % (old.get("n"), new.get("n")))
+    if old.get("machine", {}).get("cpu") != new.get("machine", {}).get("cpu"):
+        lines.append("  (another machine: %s then)" % old.get("machine", {}).get("cpu", "?"))
+    return lines
+
+
+def _cpu_text(r: Dict[str, Any]) -> str:
+    cpu = r.get("cpu_us_per_item")
+    return "—" if cpu is None else "%.2f" % cpu
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``redset bench``; returns the exit status."""
     from redset._cli import CommandError, run_command
@@ -230,11 +270,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise CommandError(str(exc), 2) from None
         if args.repeat < 1 or args.warmup < 0 or (args.pop_n is not None and args.pop_n < 1):
             raise CommandError("--repeat and --pop-n must be >= 1, --warmup >= 0", 2)
+        old = None
+        if args.compare:
+            try:
+                with open(args.compare) as fh:
+                    old = json.load(fh)
+                old["results"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CommandError("--compare %s: not a saved run (%s)" % (args.compare, exc), 2) from None
         try:
             run_data = run(args, argv)
         except bm.BenchmarkError as exc:
             raise CommandError("wrong result, nothing reported: %s" % exc) from None
         print(format_table(run_data))
+        if old is not None:
+            print("\n".join(compare_lines(old, run_data, args.compare)))
         for skip in run_data["skipped"]:
             print("skipped %(contender)s on %(workload)s %(op)s: %(reason)s" % skip)
         if args.json:

@@ -4,6 +4,7 @@ expected, and leave nothing behind on a ``--url`` server."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -198,6 +199,27 @@ def test_bench_runs_redset_rows_through_valkey_py_beside_redis_py(db_url, tmp_pa
     assert "redset compiled, add_many() via valkey-py" in out.stdout
     assert "redis-py-valkey" not in rows  # the baselines are redis-py's alone
     assert keys_left(db_url) == []
+
+
+def test_bench_compares_with_a_saved_run(db_url, tmp_path):
+    first = tmp_path / "first.json"
+    common = ("bench", "--url", db_url, "--n", "2000", "--repeat", "1", "--warmup", "0", "--ops", "add",
+              "--workloads", "w1", "--no-pin", "--quiet")
+    out = run(*common, "--json", str(first))
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = json.loads(first.read_text())["results"]
+    assert all(r["cpu_us_per_item"] > 0 for r in rows), rows
+    out = run(*common, "--compare", str(first))
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = out.stdout.split("against %s" % first, 1)[1]
+    for r in rows:
+        line = next(line for line in report.splitlines() if r["label"] in line)
+        assert re.search(r"[+-]\d+%", line), line
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    out = run(*common, "--compare", str(bad))
+    assert out.returncode == 2
+    assert "not a saved run" in one_line_error(out)
 
 
 def test_bench_refuses_an_unknown_client_library():
