@@ -269,6 +269,50 @@ def _valkey(run: Run) -> List[str]:
     ]
 
 
+def _guard() -> List[str]:
+    """What CI gates (instruction counts) and what it only reports (timings)."""
+    from benchmarks.cost import load_baseline
+
+    out = [
+        "## What CI gates, and what it only reports",
+        "",
+        "**Gated: instructions per item.** `python -m benchmarks.cost` runs each hot path",
+        "([`benchmarks/cost_paths.py`](../benchmarks/cost_paths.py)) under",
+        "`valgrind --tool=callgrind`, twice (set up, then set up and R runs), and divides the",
+        "difference by the items handled. Instruction counts do not move with the machine's",
+        "load (two runs agree to 0.1-2%), so `.ci/run` fails when a path grows more than 10%",
+        "past [`benchmarks/cost_baseline.json`](../benchmarks/cost_baseline.json), printing every",
+        "path's before/after. An intended change re-records the baseline",
+        "(`python -m benchmarks.cost --record`) and commits it with the change, so the cost",
+        "shows up as a reviewed diff. The `drain-sync-w1/default` path runs on the codec redset",
+        "picks by itself: a change that quietly sent users through the pure twin grows it ~10x.",
+        "The gate takes about 3.5 minutes on 2 cores.",
+        "",
+    ]
+    baseline = load_baseline()
+    for version, entry in sorted(baseline.get("pythons", {}).items()):
+        tools = entry.get("tools", {})
+        out += ["Baseline for Python %s (%s, Cython %s):" % (version, tools.get("valgrind", "?"),
+                                                            tools.get("cython", "?")), "",
+                "| path | codec | instructions per item |", "| --- | --- | ---: |"]
+        for key, value in sorted(entry["instructions_per_item"].items()):
+            path, codec = key.rsplit("/", 1)
+            out.append("| %s | %s | %s |" % (path, codec, format(round(value), ",")))
+        out.append("")
+    out += [
+        "**Reported only: items/s, ratios and client CPU.** The numbers on this page, and the",
+        "benchmark smoke run in CI (`pytest benchmarks/`, N = 20,000, which checks every",
+        "contender's result and saves its rows with `--bench-save`), are timings on a shared",
+        "2-core machine: they move by 10-30% between runs, so a timed gate would flake. The",
+        "*client CPU µs/item* column (user + system CPU of the benchmark process over a round,",
+        "per item) is steadier than items/s and shows what the compiled path saves.",
+        "`redset bench --compare OLD.json` prints each row's change against a saved run, to see",
+        "what a change did on your own machine.",
+        "",
+    ]
+    return out
+
+
 def render(data: Dict[str, Any], source: str) -> str:
     """Return the Markdown page for the run ``data`` (saved as ``source``)."""
     run = Run(data)
@@ -331,6 +375,7 @@ def render(data: Dict[str, Any], source: str) -> str:
         "",
         *_why(run),
         "",
+        *_guard(),
     ]
     if run.data.get("skipped"):
         lines += ["Skipped in this run:", ""]
