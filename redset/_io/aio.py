@@ -18,7 +18,6 @@ import asyncio
 import sys
 from typing import Any, AsyncGenerator, AsyncIterator, List, Optional, Union
 
-
 from redset._codec import Codec
 from redset._core import kinds
 from redset._core.steps import (
@@ -176,7 +175,7 @@ class AsyncDriver(_AsyncBase):
                     if st.pops is None:
                         st.stream = self._stream_of(st.conn)
                         st.pops = PopState(self.wire, st.stream is not None, memoryview(b""), self.lib)
-                    st.answer = await _read_pop(st, req, self.lib)
+                    st.answer = await _read_pop(st, req)
                 st.unread -= 1
             elif kind is Sleep:
                 await asyncio.sleep(req.seconds)
@@ -250,9 +249,10 @@ async def _read_raw(conn: Any) -> Any:
         return exc
 
 
-async def _read_pop(st: PlanRun, req: Recv, lib: ClientLib) -> Any:
+async def _read_pop(st: PlanRun, req: Recv) -> Any:
     conn, stream, pops = st.conn, st.stream, st.pops
     assert pops is not None
+    lib = pops.lib
     steps = pops.answer(req)
     result: Any = None
     timeout = getattr(conn, "socket_timeout", None)
