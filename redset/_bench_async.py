@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Dict, List, Optional
 
-from redset._bench_cases import CLIENT_CLASSES, Case, RedsetCase, import_client_lib
+from redset._bench_cases import Case, RedsetCase, client_class
 from redset._bench_core import CHUNK, PIPELINE_DEPTH, collect_pops, Workload
 
 __all__ = ["AsyncRedsetCase", "AsyncRedsetDrainCase", "AsyncRedisPyCase", "ASYNC_CASES"]
@@ -56,8 +56,7 @@ class AsyncRedsetCase(_AsyncCase, RedsetCase):
     set_module = "redset.asyncio"
 
     def connect(self, url: str) -> Any:
-        module = import_client_lib(self.client_lib, asyncio=True)
-        client = getattr(module, CLIENT_CLASSES[self.client_lib]).from_url(url)
+        client = client_class(self.client_lib, asyncio=True).from_url(url)
         self.loop.run_until_complete(client.ping())
         return client
 

@@ -226,14 +226,13 @@ class RedisPyResp2Case(RedisPyCase):
     protocol = 2
 
 
-#: Client library -> its client class's name (sync and asyncio).
-CLIENT_CLASSES = {"redis": "Redis", "valkey": "Valkey"}
+def client_class(name: str, asyncio: bool = False) -> Any:
+    """The client class of library ``name`` (or of its asyncio twin); Unavailable if not installed."""
+    from redset._io.clientlib import library
 
-
-def import_client_lib(name: str, asyncio: bool = False) -> Any:
-    """The client library's module (or its asyncio module); Unavailable if not installed."""
     try:
-        return importlib.import_module(name + ".asyncio" if asyncio else name)
+        lib = library(name)
+        return lib.asyncio_classes()[0] if asyncio else lib.Redis
     except ImportError as exc:
         raise Unavailable("%s is not installed (pip install %s)" % (name, name)) from exc
 
@@ -274,8 +273,7 @@ class RedsetCase(Case):
         self.set = open_set(importlib.import_module(self.set_module).SortedSet, self.client, workload, codec)
 
     def connect(self, url: str) -> Any:
-        module = import_client_lib(self.client_lib)
-        client = getattr(module, CLIENT_CLASSES[self.client_lib]).from_url(url)
+        client = client_class(self.client_lib).from_url(url)
         client.ping()  # connect now, not inside the first timed round
         return client
 

@@ -21,6 +21,11 @@ DEFAULT_N = 200_000
 
 WORKLOADS: Tuple[str, ...] = ("w1", "w2-json", "w2-orjson", "w2-msgpack")
 
+#: Client libraries redset's contenders can run through (``--clients``).
+CLIENT_LIBS: Tuple[str, ...] = ("redis", "valkey")
+#: A redset contender's name with this suffix runs it through valkey-py.
+VALKEY_SUFFIX = "-valkey"
+
 #: ``--ops`` name -> (operation measured, contenders in the order they are shown).
 #: ``drain`` is TAKE's work done through ``drain()``; it shares TAKE's baselines.
 OPS: Dict[str, Tuple[str, Tuple[str, ...]]] = {

@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from typing import Any, Dict, List, Optional, Tuple
 
-from redset._bench_core import WORKLOAD_TITLES
+from redset._bench_core import VALKEY_SUFFIX, WORKLOAD_TITLES
 
 def contender_label(contender: str, op: str) -> str:
     """Human name of a contender for one operation."""
@@ -21,12 +21,12 @@ def contender_label(contender: str, op: str) -> str:
         client = "redis.asyncio" if contender.endswith("async") else "redis-py"
         return "%s + hiredis by hand, %s (%s)" % (client, how, resp)
     impl = "pure Python" if "pure" in contender else "compiled"
-    if contender.replace("-valkey", "").endswith("drain"):
+    if contender.replace(VALKEY_SUFFIX, "").endswith("drain"):
         call = "drain(1000)"
     else:
         call = {"add": "add_many()", "take": "take(1000) loop", "pop": "pop() loop"}[op]
     api = "redset.asyncio" if "-async" in contender else "redset"
-    via = " via valkey-py" if contender.endswith("-valkey") else ""
+    via = " via valkey-py" if contender.endswith(VALKEY_SUFFIX) else ""
     return "%s %s, %s%s" % (api, impl, call, via)
 
 
@@ -43,8 +43,8 @@ def add_ratios(results: List[Dict[str, Any]]) -> None:
             if "-async" in r["contender"] else None
         r["ratio_sync"] = r["items_per_s"] / twin if twin else None
         # A contender run through valkey-py against the same through redis-py.
-        twin = rate.get((r["workload"], r["op"], r["contender"][:-len("-valkey")])) \
-            if r["contender"].endswith("-valkey") else None
+        twin = rate.get((r["workload"], r["op"], r["contender"][:-len(VALKEY_SUFFIX)])) \
+            if r["contender"].endswith(VALKEY_SUFFIX) else None
         r["ratio_client"] = r["items_per_s"] / twin if twin else None
 
 
@@ -59,7 +59,8 @@ def _twin_ratio(r: Dict[str, Any]) -> str:
     return "" if twin is None else _ratio(twin)
 
 
-def _cpu(r: Dict[str, Any]) -> str:
+def cpu_text(r: Dict[str, Any]) -> str:
+    """A row's client CPU µs per item, or "—" when the run did not record it."""
     cpu = r.get("cpu_us_per_item")
     return "—" if cpu is None else "%.2f" % cpu
 
@@ -80,7 +81,7 @@ def table_rows(results: List[Dict[str, Any]]) -> List[Tuple[str, List[Tuple[str,
             title,
             [
                 (r["label"], format(round(r["items_per_s"]), ","), _ratio(r["ratio_limit"]),
-                 _ratio(r["ratio_redis_py"]), _twin_ratio(r), _cpu(r))
+                 _ratio(r["ratio_redis_py"]), _twin_ratio(r), cpu_text(r))
                 for r in rows
             ],
         ))

@@ -43,10 +43,12 @@ from redset._bench_cases import (
 )
 from redset._bench_core import (
     CHUNK,
+    CLIENT_LIBS,
     CONTENDERS,
     DEFAULT_N,
     OPS,
     PIPELINE_DEPTH,
+    VALKEY_SUFFIX,
     WORKLOAD_TITLES,
     WORKLOADS,
     BenchmarkError,
@@ -59,6 +61,7 @@ from redset._bench_core import (
     pop_n,
 )
 from redset._bench_report import (
+    cpu_text,
     add_ratios,
     contender_label,
     machine_info,
@@ -76,7 +79,10 @@ __all__ = [
     "PIPELINE_DEPTH",
     "WORKLOADS",
     "OPS",
+    "CLIENT_LIBS",
     "CONTENDERS",
+    "VALKEY_SUFFIX",
+    "cpu_text",
     "DEFAULT_N",
     "BenchmarkError",
     "Unavailable",
@@ -113,10 +119,6 @@ _CASES: Dict[str, type] = {
 }
 
 
-#: A redset contender's name with this suffix runs it through valkey-py.
-VALKEY_SUFFIX = "-valkey"
-
-
 def make_case(contender: str, workload: Workload, op: str, url: str) -> Case:
     """Open ``contender`` for ``op`` on ``workload`` against the server at ``url``.
 
@@ -144,8 +146,8 @@ def plan(ops: Sequence[str], workloads: Sequence[str],
     :raises ValueError: naming an unknown operation, workload or client library.
     """
     for lib in clients:
-        if lib not in ("redis", "valkey"):
-            raise ValueError("unknown client library %r (choose from redis, valkey)" % (lib,))
+        if lib not in CLIENT_LIBS:
+            raise ValueError("unknown client library %r (choose from %s)" % (lib, ", ".join(CLIENT_LIBS)))
     for op in ops:
         if op not in OPS:
             raise ValueError("unknown operation %r (choose from %s)" % (op, ", ".join(OPS)))

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workloads", type=_csv(bm.WORKLOADS), default=list(bm.WORKLOADS), help=",".join(bm.WORKLOADS)
     )
     p.add_argument(
-        "--clients", type=_csv(("redis", "valkey")), default=["redis"],
+        "--clients", type=_csv(bm.CLIENT_LIBS), default=["redis"],
         help="client libraries for redset's rows: redis (redis-py), valkey (valkey-py), or both (default redis)",
     )
     p.add_argument("--compare", metavar="OLD", help="print each row's change against a saved run (--json of an earlier run)")
@@ -232,11 +232,11 @@ def compare_lines(old: Dict[str, Any], new: Dict[str, Any], old_name: str) -> Li
         was = before.get((r["workload"], r["op"], r["contender"]))
         if was is None:
             rows.append((r["workload"], r["op"], r["label"], "—", format(round(r["items_per_s"]), ","), "new",
-                         "—", _cpu_text(r)))
+                         "—", bm.cpu_text(r)))
             continue
         change = r["items_per_s"] / was["items_per_s"] - 1
         rows.append((r["workload"], r["op"], r["label"], format(round(was["items_per_s"]), ","),
-                     format(round(r["items_per_s"]), ","), "%+.0f%%" % (change * 100), _cpu_text(was), _cpu_text(r)))
+                     format(round(r["items_per_s"]), ","), "%+.0f%%" % (change * 100), bm.cpu_text(was), bm.cpu_text(r)))
     widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:
         lines.append("  " + "  ".join(
@@ -249,11 +249,6 @@ def compare_lines(old: Dict[str, Any], new: Dict[str, Any], old_name: str) -> Li
     if old.get("machine", {}).get("cpu") != new.get("machine", {}).get("cpu"):
         lines.append("  (another machine: %s then)" % old.get("machine", {}).get("cpu", "?"))
     return lines
-
-
-def _cpu_text(r: Dict[str, Any]) -> str:
-    cpu = r.get("cpu_us_per_item")
-    return "—" if cpu is None else "%.2f" % cpu
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -160,6 +160,14 @@ def impl(impl_module: ModuleType, driver: str, monkeypatch: pytest.MonkeyPatch) 
     return impl_module
 
 
+@pytest.fixture
+def aimpl(impl_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The codec under test, for sets built in this test, with no driver or
+    client swap: for tests that make their own asyncio or valkey-py clients."""
+    monkeypatch.setattr(redset._wire, "impl", impl_module)
+    return impl_module
+
+
 #: redis-py speaks RESP3 from 5.0 on; 4.x has no ``protocol`` argument.
 REDIS_PY_RESP3 = int(redis.__version__.split(".")[0]) >= 5
 

@@ -25,16 +25,6 @@ CLASSES = [aredset.SortedSet, aredset.TimeSortedSet, aredset.ScheduledSet]
 
 
 @pytest.fixture
-def aimpl(impl_module: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The codec under test, for sets built in this test (no driver swap:
-    these tests use the asyncio classes themselves)."""
-    import redset._wire
-
-    monkeypatch.setattr(redset._wire, "impl", impl_module)
-    return impl_module
-
-
-@pytest.fixture
 def aclient(client_lib: str) -> Any:
     """The asyncio client class of the library under test."""
     if client_lib == "valkey":

@@ -25,16 +25,7 @@ import valkey.exceptions  # noqa: E402
 
 
 @pytest.fixture
-def vimpl(impl_module: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The codec under test (no driver or client swap: these tests make their own clients)."""
-    import redset._wire
-
-    monkeypatch.setattr(redset._wire, "impl", impl_module)
-    return impl_module
-
-
-@pytest.fixture
-def vclient(server: Any, vimpl: Any, protocol: int) -> Iterator[Any]:
+def vclient(server: Any, aimpl: Any, protocol: int) -> Iterator[Any]:
     """A valkey.Valkey of the session's server, flushed."""
     for _ in flushed_client(server, protocol):
         client = valkey.Valkey.from_url(server.url, **client_kwargs(protocol))

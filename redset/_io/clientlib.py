@@ -18,10 +18,12 @@ from typing import Any, Dict, Optional, Type
 from redset._core import kinds
 from redset.exceptions import OutcomeUnknown
 
-__all__ = ["ClientLib", "lib_of", "REDIS_PY"]
+__all__ = ["ClientLib", "library", "lib_of", "REDIS_PY", "LIBRARIES"]
 
 #: Root module -> (sync client, async client) class names.
 _CLIENT_NAMES = {"redis": ("Redis", "Redis"), "valkey": ("Valkey", "Valkey")}
+#: The client libraries redset drives, by root module.
+LIBRARIES = tuple(_CLIENT_NAMES)
 
 
 class ClientLib:
@@ -83,7 +85,8 @@ class ClientLib:
 _LIBS: Dict[str, ClientLib] = {}
 
 
-def _lib(root: str) -> ClientLib:
+def library(root: str) -> ClientLib:
+    """The :class:`ClientLib` of ``root`` ("redis" or "valkey"); ImportError if not installed."""
     lib = _LIBS.get(root)
     if lib is None:
         lib = _LIBS[root] = ClientLib(root)
@@ -91,7 +94,7 @@ def _lib(root: str) -> ClientLib:
 
 
 #: redis-py, always installed.
-REDIS_PY = _lib("redis")
+REDIS_PY = library("redis")
 
 
 def lib_of(client: Any) -> Optional[ClientLib]:
@@ -99,5 +102,5 @@ def lib_of(client: Any) -> Optional[ClientLib]:
     for cls in type(client).__mro__:
         root = cls.__module__.split(".", 1)[0]
         if root in _CLIENT_NAMES:
-            return _lib(root)
+            return library(root)
     return None
