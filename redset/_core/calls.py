@@ -16,13 +16,13 @@ from redset import scripts
 from redset._codec import Codec
 from redset._core import kinds
 from redset._core.steps import (
-    ONCE, POP, POPS, RECV_PAIRS, RECV_RAW, SAFE, Cancelled, Cmd, NotSent, Plan, Recv,
-    Send, Sleep,
+    MAX_REDIRECTS, ONCE, POP, POPS, RECV_PAIRS, RECV_RAW, SAFE, Cancelled, Cmd, NotSent, Plan, Recv,
+    Redirected, Send, Sleep,
 )
 from redset._core.errors import name_of, named_error
 from redset.exceptions import OutcomeUnknown, PopOutcomeUnknown
 
-__all__ = ["call", "call_many", "script", "pop", "retry_delay", "lost", "is_noscript"]
+__all__ = ["call", "call_many", "script", "pop", "retry_delay", "lost", "is_noscript", "follow"]
 
 # Re-sends of idempotent commands after a connection error, with backoff.
 SAFE_RETRIES = 2
@@ -63,6 +63,18 @@ def lost(kind: int, args: Sequence[Any], exc: BaseException, what: str = "the it
         "applied; not retried" % (op, key), key)
 
 
+def follow(exc: Redirected, redirects: int, args: Sequence[Any], label: Optional[str] = None) -> Plan[int]:
+    """Count one more redirect of the commands in flight (pausing if the node
+    asked to try again later) and return the new count; past
+    :data:`MAX_REDIRECTS`, raise the node's reply, naming the key. The caller
+    then re-sends every command it has no reply to: none of them ran."""
+    if redirects >= MAX_REDIRECTS:
+        raise named_error(exc.error, args, label) from None
+    if exc.delay:
+        yield Sleep(exc.delay)
+    return redirects + 1
+
+
 def call_many(wire: Codec, commands: Sequence[Sequence[Any]], kind: int = SAFE,
               label: Optional[str] = None,
               on_cancel: Optional[Callable[[List[Any]], Plan[None]]] = None) -> Plan[List[Any]]:
@@ -78,15 +90,18 @@ def call_many(wire: Codec, commands: Sequence[Sequence[Any]], kind: int = SAFE,
     """
     cmds = [Cmd(wire.pack_command(args), args) for args in commands]
     first = commands[0]
-    attempt = 0
+    attempt = redirects = 0
+    replies: List[Any] = []
     while True:
         sent = False
-        replies: List[Any] = []
         try:
-            yield Send(cmds)
+            yield Send(cmds[len(replies):])
             sent = True
-            for _ in cmds:
+            while len(replies) < len(cmds):
                 replies.append((yield RECV_RAW))
+        except Redirected as exc:  # the commands without a reply did not run
+            redirects = yield from follow(exc, redirects, first, label)
+            continue
         except NotSent as exc:
             if kind != SAFE:
                 raise exc.error
@@ -111,6 +126,7 @@ def call_many(wire: Codec, commands: Sequence[Sequence[Any]], kind: int = SAFE,
         if delay is None:
             raise exc_now
         attempt += 1
+        replies = []
         yield Sleep(delay)
 
 
@@ -152,12 +168,16 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
     """
     label = None if source is None else scripts.name_of(source)
     cmd = [Cmd(wire.pack_command(args), args)]
-    for attempt in range(NOSCRIPT_RELOADS + 1):
+    reloads = redirects = 0
+    while True:
         sent = False
         try:
             yield Send(cmd)
             sent = True
             reply = yield Recv(POP, codec, loads)
+        except Redirected as exc:  # refused by the node: the pop did not run
+            redirects = yield from follow(exc, redirects, args, label)
+            continue
         except NotSent as exc:
             raise exc.error
         except kinds.NETWORK as exc:
@@ -169,10 +189,10 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
         if not isinstance(reply, kinds.RESPONSE):
             items, failures = reply
             return items, failures
-        if source is None or not is_noscript(reply) or attempt == NOSCRIPT_RELOADS:
+        if source is None or not is_noscript(reply) or reloads == NOSCRIPT_RELOADS:
             raise named_error(reply, args, label)
+        reloads += 1
         yield from call(wire, ("SCRIPT", "LOAD", source))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def put_back(wire: Codec, key: Any, pairs: Any) -> Plan[None]:

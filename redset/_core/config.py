@@ -110,8 +110,8 @@ class SetConfig:
     driver that runs plans on the client) and :attr:`_lock_class`.
     """
 
-    #: Builds the driver for (client, codec, socket_pops); set by each facade.
-    _driver_factory: Callable[[Any, Codec, Optional[bool]], Any]
+    #: Builds the driver for (client, codec, socket_pops, key); set by each facade.
+    _driver_factory: Callable[[Any, Codec, Optional[bool], bytes], Any]
     #: The class of :attr:`lock`; set by each facade.
     _lock_class: Callable[..., Any]
 
@@ -186,7 +186,8 @@ class SetConfig:
     def _io(self) -> Any:
         """The driver that runs this set's plans."""
         if self._driver is None:
-            self._driver = type(self)._driver_factory(self._redis, self._wire_impl, socket_pops(self._wire_impl))
+            self._driver = type(self)._driver_factory(self._redis, self._wire_impl, socket_pops(self._wire_impl),
+                                                      self._key)
         return self._driver
 
     @property

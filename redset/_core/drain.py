@@ -7,11 +7,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from redset._codec import Codec
 from redset._core import kinds
 
-from redset._core.calls import lost, put_back
+from redset._core.calls import follow, lost, put_back
 from redset._core.errors import named_error
 from redset.exceptions import DeserializationError
 from redset._core.steps import (
-    POP, POPS, RECV_PAIRS, Cancelled, Cmd, Deliver, NotSent, Plan, Recv, Send,
+    POP, POPS, RECV_PAIRS, Cancelled, Cmd, Deliver, NotSent, Plan, Recv, Redirected, Send,
     StopDelivery,
 )
 
@@ -42,6 +42,7 @@ def pop_batches(wire: Codec, make_request: Callable[[], Sequence[Any]], batch_si
     pending: List[Sequence[Any]] = [make_request()]  # requests sent, oldest first
     last = pending[0]  # the newest request, named if the connection is lost
     sent = 0  # replies not yet read
+    redirects = 0
 
     def ahead(count: int) -> Optional[List[Cmd]]:
         # The server has made this reply: put the next pop in flight now, so
@@ -60,6 +61,10 @@ def pop_batches(wire: Codec, make_request: Callable[[], Sequence[Any]], batch_si
         while True:
             try:
                 reply = yield Recv(POP, codec, loads, ahead)
+            except Redirected as exc:  # refused by a cluster node: no pop in flight ran
+                redirects = yield from follow(exc, redirects, last, label)
+                yield Send([Cmd(wire.pack_command(args), args) for args in pending])
+                continue
             except Cancelled:
                 while sent:  # popped, never delivered: put them back
                     sent -= 1

@@ -14,7 +14,10 @@ from typing import Set, Tuple, Type
 
 import redis.exceptions
 
-__all__ = ["RESPONSE", "NOSCRIPT", "LOADING", "CONNECTION", "TIMEOUT", "NETWORK", "add_library"]
+__all__ = [
+    "RESPONSE", "NOSCRIPT", "LOADING", "CONNECTION", "TIMEOUT", "NETWORK", "MOVED", "ASK", "REFUSED",
+    "add_library",
+]
 
 Kinds = Tuple[Type[BaseException], ...]
 
@@ -31,13 +34,21 @@ TIMEOUT: Kinds = (redis.exceptions.TimeoutError,)
 #: Errors that leave a command's outcome unknown once it was sent.
 NETWORK: Kinds = CONNECTION + TIMEOUT + (OSError,)
 
+#: ``-MOVED slot host:port``: the slot is served by another node, for good.
+MOVED: Kinds = (redis.exceptions.MovedError,)
+#: ``-ASK`` or ``-MOVED`` (redis-py's MovedError is an AskError): go to that node.
+ASK: Kinds = (redis.exceptions.AskError,)
+#: Replies of a cluster node that refused a command before running it:
+#: redirects, ``-TRYAGAIN`` (keys of a slot being moved) and ``-CLUSTERDOWN``.
+REFUSED: Kinds = (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
+
 _added: Set[str] = {redis.exceptions.__name__}
 
 
 def add_library(exceptions: ModuleType) -> None:
     """Tell apart the errors of another client library too; ``exceptions`` is
     its module of redis-py-named classes (``valkey.exceptions``)."""
-    global RESPONSE, NOSCRIPT, LOADING, CONNECTION, TIMEOUT, NETWORK
+    global RESPONSE, NOSCRIPT, LOADING, CONNECTION, TIMEOUT, NETWORK, MOVED, ASK, REFUSED
     if exceptions.__name__ in _added:
         return
     RESPONSE += (exceptions.ResponseError,)
@@ -46,4 +57,7 @@ def add_library(exceptions: ModuleType) -> None:
     CONNECTION += (exceptions.ConnectionError,)
     TIMEOUT += (exceptions.TimeoutError,)
     NETWORK = CONNECTION + TIMEOUT + (OSError,)
+    MOVED += (exceptions.MovedError,)
+    ASK += (exceptions.AskError,)
+    REFUSED += (exceptions.AskError, exceptions.TryAgainError, exceptions.ClusterDownError)
     _added.add(exceptions.__name__)

@@ -28,8 +28,10 @@ request                   the driver answers
 
 Errors a driver throws into the plan, at the request that failed: the
 network error itself (redis-py's ``ConnectionError``/``TimeoutError``, or
-``OSError``) once anything may have been sent on the connection, and
-:class:`NotSent` when taking a connection failed, so nothing was sent.
+``OSError``) once anything may have been sent on the connection,
+:class:`NotSent` when taking a connection failed, so nothing was sent, and
+(cluster drivers) :class:`Redirected` when a node refused every command in
+flight, so none of them ran.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from typing import Any, Callable, Generator, Optional, Sequence, TypeVar
 
 __all__ = [
     "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent", "Cancelled",
+    "Redirected", "MAX_REDIRECTS",
     "RAW", "POP", "PAIRS", "SAFE", "ONCE", "POPS", "Plan",
 ]
 
@@ -149,6 +152,28 @@ class NotSent(Exception):
         super().__init__(str(error))
         self.error = error
 
+
+class Redirected(Exception):
+    """Thrown into a plan at a :class:`Recv` when a cluster node refused the
+    commands in flight: the reply to this one and to every command sent
+    after it was ``-MOVED``, ``-ASK``, ``-TRYAGAIN`` or ``-CLUSTERDOWN``, so
+    none of them ran, whatever their kind. The driver has read them all (its
+    connection is clean) and routed the plan's next :class:`Send` to the
+    node named; the plan re-sends every command it has not had a reply to,
+    after ``delay`` seconds (a :class:`Sleep`) when that is not 0.
+
+    ``error`` is the node's reply (redis-py's ``MovedError`` etc.), raised
+    by the plan once it gives up (:data:`MAX_REDIRECTS`).
+    """
+
+    def __init__(self, error: BaseException, delay: float = 0.0) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delay = delay
+
+
+#: Redirects a plan follows for one command before it raises the last one.
+MAX_REDIRECTS = 16
 
 RECV_RAW = Recv(RAW)
 RECV_PAIRS = Recv(PAIRS)

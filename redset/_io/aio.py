@@ -450,7 +450,8 @@ class AsyncClientDriver(_AsyncBase):
             return exc
 
 
-def make_async_driver(client: Any, wire: Codec, socket_pops: Optional[bool]) -> _AsyncBase:
+def make_async_driver(client: Any, wire: Codec, socket_pops: Optional[bool],
+                      key: Optional[bytes] = None) -> _AsyncBase:
     """Pick :class:`AsyncDriver` for the ``redis.asyncio`` and ``valkey.asyncio``
     clients it can drive."""
     pool = getattr(client, "connection_pool", None)

@@ -24,7 +24,7 @@ class PlanRun:
     :attr:`error`, thrown into the plan) before asking for the next one.
     """
 
-    __slots__ = ("plan", "answer", "error", "result", "conn", "stream", "pops", "unread", "queued", "reply")
+    __slots__ = ("plan", "answer", "error", "result", "conn", "stream", "pops", "unread", "queued", "reply", "node", "skip", "ask")
 
     def __init__(self, plan: Any) -> None:
         self.plan = plan
@@ -42,6 +42,12 @@ class PlanRun:
         self.queued: List[Any] = []
         #: The reply to the command :func:`client_ops` yielded last.
         self.reply: Any = None
+        #: The cluster node :attr:`conn` belongs to (cluster drivers).
+        self.node: Any = None
+        #: ``ASKING`` replies to read and drop before the next reply (cluster drivers).
+        self.skip = 0
+        #: The node named by ``-ASK``: the next Send goes there, after ASKING.
+        self.ask: Any = None
 
     def requests(self) -> Iterator[Any]:
         """The plan's requests, one at a time, until it returns (:attr:`result`)."""

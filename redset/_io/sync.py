@@ -92,14 +92,15 @@ class SyncDriver(_Driver):
     def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib = REDIS_PY) -> None:
         self.client = client
         self.lib = lib
-        self.pool = client.connection_pool
+        self.pool = getattr(client, "connection_pool", None)
         self.wire = wire
         self.socket_pops = socket_pops
         self._buffers: List[memoryview] = []
         self._timeout: Union[float, None, bool] = False
 
     # -- connections -------------------------------------------------------
-    def _acquire(self) -> Any:
+    def _acquire(self, st: Optional[PlanRun] = None) -> Any:
+        """A connection for ``st`` (or for a quick look, without one)."""
         single = getattr(self.client, "connection", None)
         if single is not None:  # single_connection_client=True
             return single
@@ -108,7 +109,7 @@ class SyncDriver(_Driver):
         except TypeError:  # redis-py < 5.3 requires a command name
             return self.pool.get_connection("_")
 
-    def _release(self, conn: Any) -> None:
+    def _release(self, conn: Any, st: Optional[PlanRun] = None) -> None:
         if conn is not getattr(self.client, "connection", None):
             self.pool.release(conn)
 
@@ -139,7 +140,7 @@ class SyncDriver(_Driver):
             if kind is Send:
                 if st.conn is None:
                     try:
-                        st.conn = self._acquire()
+                        st.conn = self._acquire(st)
                     except kinds.NETWORK as exc:
                         raise NotSent(exc) from exc
                 st.unread += len(req.cmds)
@@ -174,7 +175,7 @@ class SyncDriver(_Driver):
         if st.conn is not None:
             if st.pops is not None and st.pops.dirty():
                 st.conn.disconnect()  # bytes no request asked for
-            self._release(st.conn)
+            self._release(st.conn, st)
             st.conn = None
         self._recycle(st)
 
@@ -205,7 +206,7 @@ class SyncDriver(_Driver):
         conn, st.conn, st.stream, st.unread = st.conn, None, None, 0
         if conn is not None:
             conn.disconnect()
-            self._release(conn)
+            self._release(conn, st)
         self._recycle(st)
 
     def _recycle(self, st: PlanRun) -> None:
@@ -265,8 +266,18 @@ class ClientDriver(_Driver):
             return exc
 
 
-def make_driver(client: Any, wire: Codec, socket_pops: Optional[bool]) -> _Driver:
-    """Pick :class:`SyncDriver` for the redis-py and valkey-py clients it can drive."""
+def make_driver(client: Any, wire: Codec, socket_pops: Optional[bool], key: Optional[bytes] = None) -> _Driver:
+    """Pick :class:`SyncDriver` for the redis-py and valkey-py clients it can
+    drive, :class:`~redset._io.cluster.ClusterDriver` for their cluster
+    clients (``key``: the key whose slot every command of the set is for)."""
+    if key is not None:
+        from redset._io.cluster import cluster_lib
+
+        lib = cluster_lib(client)
+        if lib is not None:
+            from redset._io.cluster import ClusterDriver
+
+            return ClusterDriver(client, wire, socket_pops, lib, key)
     pool = getattr(client, "connection_pool", None)
     conn_cls = getattr(pool, "connection_class", None)
     lib = lib_of(client)

@@ -1,0 +1,255 @@
+"""The sync cluster driver: a set's commands go to its slot's primary.
+
+Every key of a set shares one hash slot (:func:`redset._core.config.lease_keys`),
+so a plan needs one node. :class:`ClusterDriver` takes connections from the
+pool of the node that serves the slot (the cluster client's own
+``ClusterNode.redis_connection``: its TLS, AUTH and timeouts apply) and runs
+plans on them exactly like :class:`~redset._io.sync.SyncDriver`, on the same
+compiled fast path. The cluster client's own command path (and its retries,
+which may re-send a pop) is never used.
+
+What only a cluster node answers is handled here, never re-sent blindly:
+
+* ``-MOVED slot host:port`` (the slot has a new primary: a failover or a
+  reshard), ``-ASK slot host:port`` (the slot is being moved and the key has
+  left), ``-TRYAGAIN`` (a multi-key command while the slot's keys are split)
+  and ``-CLUSTERDOWN``: the node refused the command before running it.
+  The driver reads every reply still due on the connection; if each was a
+  refusal, none of the commands in flight ran, and it throws
+  :class:`~redset._core.steps.Redirected` into the plan, which re-sends
+  them, pops included, to the node named (``ASKING`` first after ``-ASK``).
+  If any of them did run (a node that changed its mind mid-pipeline), the
+  plan gets a connection error instead: what it knows is "unknown", and a
+  pop in flight becomes :class:`~redset.exceptions.PopOutcomeUnknown`.
+* A lost connection is the plan's business as on one server; the driver
+  re-reads the slot map before the next connection.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Optional
+
+from redset._codec import Codec
+from redset._core import kinds
+from redset._core.steps import RAW, RECV_PAIRS, NotSent, Recv, Redirected, Send
+from redset._io.clientlib import ClientLib, lib_of
+from redset._io.planrun import PlanRun
+from redset._io.replies import PopState
+from redset._io.sync import SyncDriver, _read_raw
+
+__all__ = ["ClusterDriver", "cluster_lib", "cluster_class", "ASKING", "TRYAGAIN_DELAY"]
+
+#: ``ASKING``, sent before each command re-sent after ``-ASK``.
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
+#: Seconds to wait before re-sending after ``-TRYAGAIN`` or ``-CLUSTERDOWN``.
+TRYAGAIN_DELAY = 0.05
+
+_CLUSTER_CLASSES = {"redis": ("redis.cluster", "RedisCluster"), "valkey": ("valkey.cluster", "ValkeyCluster")}
+
+
+def cluster_class(lib: ClientLib) -> Any:
+    """The library's sync cluster client class."""
+    module, name = _CLUSTER_CLASSES[lib.root]
+    return getattr(importlib.import_module(module), name)
+
+
+def cluster_lib(client: Any) -> Optional[ClientLib]:
+    """The library of ``client`` if it is that library's sync cluster client, else None."""
+    lib = lib_of(client)
+    if lib is None or not isinstance(client, cluster_class(lib)):
+        return None
+    return lib
+
+
+def refresh_slots(cluster: Any) -> None:
+    """Re-read the cluster's slot map, leaving pools in use alone."""
+    manager = cluster.nodes_manager
+    try:
+        manager.initialize(disconnect_startup_nodes_pools=False)
+    except TypeError:  # clients without that argument
+        manager.initialize()
+
+
+def node_at(cluster: Any, host: str, port: int) -> Any:
+    """The cluster client's node at ``host:port``, re-reading the slot map
+    once if it does not know it (a new primary)."""
+    node = cluster.get_node(host=host, port=int(port))
+    if node is None:
+        refresh_slots(cluster)
+        node = cluster.get_node(host=host, port=int(port))
+    return node
+
+
+class ClusterDriver(SyncDriver):
+    """Drive the primary that serves ``key``'s slot through a redis-py (or
+    valkey-py) cluster client's node pools."""
+
+    def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib,
+                 key: bytes) -> None:
+        super().__init__(client, wire, socket_pops, lib)
+        self.pool = None
+        self.slot = int(client.keyslot(key))
+        #: The node named by the last -MOVED (newer than the client's map).
+        self._moved_to: Any = None
+        #: The slot map may be out of date (a lost connection): re-read it.
+        self._stale = False
+        #: Refusals followed, by kind: what the cluster tests count.
+        self.redirects = {"moved": 0, "ask": 0, "tryagain": 0}
+
+    # -- nodes and connections ----------------------------------------------
+    def owner(self) -> Any:
+        """The node serving the slot, as far as this driver knows."""
+        if self._stale:
+            self._stale = False
+            self._moved_to = None
+            refresh_slots(self.client)
+        if self._moved_to is not None:
+            return self._moved_to
+        return self.client.nodes_manager.get_node_from_slot(self.slot)
+
+    def _node_pool(self, node: Any) -> Any:
+        conn = node.redis_connection
+        if conn is None:  # a node the client has not connected yet
+            refresh_slots(self.client)
+            conn = node.redis_connection or self.client.get_redis_connection(node)
+        return conn.connection_pool
+
+    def _acquire(self, st: Optional[PlanRun] = None) -> Any:
+        node = self.owner() if st is None or st.node is None else st.node
+        pool = self._node_pool(node)
+        try:
+            return pool.get_connection()
+        except TypeError:  # redis-py < 5.3 requires a command name
+            return pool.get_connection("_")
+
+    def _release(self, conn: Any, st: Optional[PlanRun] = None) -> None:
+        node = self.owner() if st is None or st.node is None else st.node
+        self._node_pool(node).release(conn)
+        if st is not None:
+            st.node = None
+
+    def socket_timeout(self) -> Optional[float]:
+        if self._timeout is False:
+            value = self.client.nodes_manager.connection_kwargs.get("socket_timeout")
+            conn = self._acquire()
+            try:
+                value = getattr(conn, "socket_timeout", None) or value
+            finally:
+                self._release(conn)
+            self._timeout = float(value) if value else None
+        return None if isinstance(self._timeout, bool) else self._timeout
+
+    def _switch(self, st: PlanRun) -> None:
+        """Give back the plan's connection (nothing is due on it)."""
+        conn, st.conn, st.stream = st.conn, None, None
+        if conn is not None:
+            if st.pops is not None and st.pops.dirty():
+                conn.disconnect()
+            self._release(conn, st)
+        self._recycle(st)
+
+    # -- requests --------------------------------------------------------------
+    def _perform(self, st: PlanRun, req: Any) -> None:
+        kind = type(req)
+        if kind is Send:
+            self._send(st, req)
+        elif kind is Recv:
+            if st.skip:
+                if st.pops is None and req.mode != RAW:
+                    # ASKING's reply is read with the connection's parser: so is the pop
+                    st.pops = PopState(self.wire, False, self._buffer(), self.lib)
+                if not self._skip_asking(st):
+                    return
+            super()._perform(st, req)
+            answer = st.answer
+            if st.error is None and isinstance(answer, kinds.REFUSED):
+                self._refused(st, req, answer)
+        else:
+            super()._perform(st, req)
+        if st.error is not None and isinstance(st.error, (NotSent,) + kinds.NETWORK):
+            self._stale = True
+
+    def _send(self, st: PlanRun, req: Send) -> None:
+        ask = st.ask
+        try:
+            target = ask if ask is not None else self.owner()
+        except kinds.NETWORK as exc:  # no node answers for the slot map
+            st.error = NotSent(exc)
+            return
+        if st.conn is not None and (ask is not None or (st.node is not target and not st.unread)):
+            self._switch(st)
+        if st.conn is None:
+            st.node = target
+            try:
+                st.conn = self._acquire(st)
+            except kinds.NETWORK as exc:
+                st.node = None
+                st.error = NotSent(exc)
+                return
+        if ask is None:
+            super()._perform(st, req)
+            return
+        st.ask = None
+        data = b"".join([ASKING + cmd.packed for cmd in req.cmds])
+        st.unread += 2 * len(req.cmds)
+        st.skip += len(req.cmds)
+        try:
+            st.conn.send_packed_command([data], check_health=False)
+        except kinds.NETWORK as exc:
+            self._close(st)
+            st.error = exc
+
+    def _skip_asking(self, st: PlanRun) -> bool:
+        """Read and drop the reply to one ASKING; False if the connection broke."""
+        try:
+            _read_raw(st.conn)
+        except kinds.NETWORK as exc:
+            self._close(st)
+            st.error = exc
+            return False
+        st.skip -= 1
+        st.unread -= 1
+        return True
+
+    def _refused(self, st: PlanRun, req: Recv, answer: BaseException) -> None:
+        """The node refused the command of ``req``: read what else is due, then
+        tell the plan to re-send (all refused) or that outcomes are unknown."""
+        all_refused = True
+        try:
+            while st.unread:
+                if st.skip:
+                    _read_raw(st.conn)
+                    st.skip -= 1
+                elif req.mode == RAW:
+                    all_refused = isinstance(_read_raw(st.conn), kinds.REFUSED) and all_refused
+                else:
+                    other, _ = self._read_pop(st.conn, st.stream, st.pops, RECV_PAIRS)
+                    all_refused = isinstance(other, kinds.REFUSED) and all_refused
+                st.unread -= 1
+        except kinds.NETWORK as exc:
+            self._close(st)
+            st.answer, st.error = None, exc
+            return
+        self._switch(st)
+        st.answer = None
+        if not all_refused:
+            self._stale = True
+            st.error = self.lib.ConnectionError(
+                "a cluster node refused some of the commands in flight (%s) and ran others: "
+                "their outcome is unknown" % (answer,))
+            return
+        delay = 0.0
+        if isinstance(answer, kinds.MOVED):
+            self.redirects["moved"] += 1
+            self._moved_to = node_at(self.client, answer.host, answer.port)  # type: ignore[attr-defined]
+            if self._moved_to is None:
+                self._stale = True
+        elif isinstance(answer, kinds.ASK):
+            self.redirects["ask"] += 1
+            st.ask = node_at(self.client, answer.host, answer.port)  # type: ignore[attr-defined]
+        else:  # TRYAGAIN, CLUSTERDOWN
+            self.redirects["tryagain"] += 1
+            self._stale = True
+            delay = TRYAGAIN_DELAY
+        st.error = Redirected(answer, delay)
+
