@@ -16,6 +16,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional
 
 import redis
+from redis.cluster import RedisCluster
 import redis.asyncio
 
 from redset._io.aio import make_async_driver
@@ -60,6 +61,17 @@ class SyncTwins:
         twin = self.by_id.get(id(client))
         if twin is None:
             twin = self.by_id[id(client)] = valkey.Valkey(**_twin_kwargs(client))
+        return twin
+
+    def cluster_twin(self, client: Any) -> Any:
+        """A ``valkey.cluster.ValkeyCluster`` of the same cluster as ``client``."""
+        from valkey.cluster import ValkeyCluster
+
+        twin = self.by_id.get(id(client))
+        if twin is None:
+            node = client.get_default_node()
+            kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items() if k in ("protocol",)}
+            twin = self.by_id[id(client)] = ValkeyCluster(host=node.host, port=node.port, **kwargs)
         return twin
 
     def close(self) -> None:
@@ -136,9 +148,9 @@ def install(monkeypatch: Any, loop: EventLoopThread, clients: AsyncClients) -> N
     import redset.locks
     import redset.sets
 
-    def make(client: Any, wire: Any, socket_pops: bool) -> Any:
+    def make(client: Any, wire: Any, socket_pops: bool, key: Any = None) -> Any:
         if not isinstance(client, redis.Redis):
-            return original(client, wire, socket_pops)  # wrappers keep the client fallback
+            return original(client, wire, socket_pops, key)  # wrappers keep the client fallback
         return LoopDriver(loop, clients, client, wire, socket_pops)
 
     original = redset.sets.make_driver
@@ -152,10 +164,12 @@ def install_sync_twins(monkeypatch: Any, twins: SyncTwins) -> None:
     import redset.locks
     import redset.sets
 
-    def make(client: Any, wire: Any, socket_pops: bool) -> Any:
+    def make(client: Any, wire: Any, socket_pops: bool, key: Any = None) -> Any:
+        if isinstance(client, RedisCluster):
+            return original(twins.cluster_twin(client), wire, socket_pops, key)
         if not isinstance(client, redis.Redis):
-            return original(client, wire, socket_pops)  # wrappers keep the client fallback
-        return original(twins.twin(client), wire, socket_pops)
+            return original(client, wire, socket_pops, key)  # wrappers keep the client fallback
+        return original(twins.twin(client), wire, socket_pops, key)
 
     original = redset.sets.make_driver
     monkeypatch.setattr(redset.sets.SortedSet, "_driver_factory", staticmethod(make))

@@ -82,6 +82,7 @@ def cut_every_time(server, r) -> Iterator[Tuple[redis.Redis, CuttingProxy]]:
         proxy.close()
 
 
+@pytest.mark.single_server
 def test_connection_lost_for_good_says_what_is_unknown(r, errors, cut_every_time):
     client, proxy = cut_every_time
     s = SortedSet(client, "q", chunk_size=100)

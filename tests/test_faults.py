@@ -57,7 +57,9 @@ NETWORK = (redis.ConnectionError, redis.TimeoutError, valkey.exceptions.Connecti
 RESPONSE = (redis.exceptions.ResponseError, valkey.exceptions.ResponseError)
 OOM = (redis.exceptions.OutOfMemoryError, valkey.exceptions.OutOfMemoryError)
 
-pytestmark = pytest.mark.timeout(900)
+# Faults of one server, through proxies in front of it (the cluster's own
+# faults, failovers and reshards, are in test_cluster.py).
+pytestmark = [pytest.mark.timeout(900), pytest.mark.single_server]
 
 SPAWN = multiprocessing.get_context("spawn")
 

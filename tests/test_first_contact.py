@@ -16,6 +16,8 @@ from redset.exceptions import InvalidItemError
 from redset.locks import Lock
 from redset.serializers import BytesSerializer, JSONSerializer
 
+from .topo import all_keys, node_of, total_keys
+
 CLASSES = [SortedSet, TimeSortedSet, ScheduledSet]
 
 
@@ -42,7 +44,7 @@ def test_asyncio_client_is_refused_at_construction(r, server, cls):
         s.redis = aclient
     assert s.redis is r  # the set still works on its sync client
     s.add("a", 1)
-    assert r.dbsize() == 1
+    assert total_keys(r) == 1
 
 
 def test_asyncio_client_is_refused_by_lock(r, server):
@@ -84,7 +86,7 @@ def test_default_serializer_refuses_bytes_that_are_not_utf8(r, cls):
     with pytest.raises(InvalidItemError, match="not valid UTF-8") as info:
         s.add_many([b"ok", bytearray(b"\xc3"), b"x"], [1, 2, 3])
     assert info.value.index == 1 and info.value.sent == 0
-    assert r.dbsize() == 0  # nothing was sent
+    assert total_keys(r) == 0  # nothing was sent
     s.add(b"caf\xc3\xa9", 1)  # UTF-8 bytes are fine and come back as str
     assert s.pop() == "caf\u00e9"
     raw = cls(r, "raw", serializer=BytesSerializer())
@@ -125,11 +127,11 @@ def test_clear_removes_every_key_the_set_owns(r, cls):
     time.sleep(0.05)
     s.add("d", 3)  # a waiter is registered: this writes the wake list
     waiter.join()
-    assert r.dbsize() > 1
+    assert total_keys(r) > 1
     assert s.clear(keep_dead_letters=True)
-    assert sorted(r.keys()) == [b"{q}:dead"]
+    assert all_keys(r) == [b"{q}:dead"]
     assert s.clear() == 0  # the set itself was gone already
-    assert r.dbsize() == 0
+    assert total_keys(r) == 0
 
 
 # -- wake-ups: within 50 ms whatever the flags, and no write when nobody waits -----------
@@ -174,19 +176,21 @@ def test_scheduled_or_plain_wait_wakes_soon_after_add_many(r, cls):
 @pytest.mark.parametrize("leased", [False, True])
 def test_adds_write_no_wake_keys_when_nobody_waits(r, cls, leased):
     s = cls(r, "q", leased=leased)
-    r.config_resetstat()
+    node = node_of(r, "q")
+    node.config_resetstat()
     s.add("a", 1)
     s.add_many(["b", "c"], [2, 3])
     s.add_many(["b"], [0], nx=False)  # a score moved: still nobody to wake
-    assert sorted(r.keys()) == [b"q"]
-    info = r.info("commandstats")
+    assert all_keys(r) == [b"q"]
+    info = node.info("commandstats")
     assert not any(name in info for name in ("cmdstat_lpush", "cmdstat_rpush")), sorted(info)
 
 
-def test_sets_run_on_the_driver_under_test(r, driver):
-    """The suite's ``driver`` parameter really swaps the driver."""
+def test_sets_run_on_the_driver_under_test(r, driver, topology):
+    """The suite's ``driver`` and ``topology`` parameters really swap the driver."""
     s = SortedSet(r, "q")
-    expected = {"sync": "SyncDriver", "asyncio": "LoopDriver"}[driver]
+    expected = {("sync", "single"): "SyncDriver", ("asyncio", "single"): "LoopDriver",
+                ("sync", "cluster"): "ClusterDriver", ("asyncio", "cluster"): "LoopDriver"}[driver, topology]
     assert type(s._io).__name__ == expected
     s.add_many(["a", "b"], [1, 2])
     assert s.take(2) == ["a", "b"]

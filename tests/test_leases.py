@@ -275,12 +275,12 @@ def test_nack_with_delay_keeps_priority(r, cls):
 def test_undeserializable_leased_item_is_not_left_in_flight(r):
     from redset.serializers import JSONSerializer
 
-    s = SortedSet(r, "q", serializer=JSONSerializer(), dead_letter_key="q:bad")
+    s = SortedSet(r, "q", serializer=JSONSerializer(), dead_letter_key="{q}:bad")
     r.zadd("q", {b"{bad": 1, b'"ok"': 2})
     leases = s.take(5, lease=30)
     assert [x.item for x in leases] == ["ok"]
     assert s.in_flight() == 1
-    assert r.zrange("q:bad", 0, -1) == [b"{bad"]
+    assert r.zrange("{q}:bad", 0, -1) == [b"{bad"]
 
 
 def test_ack_many(r):

@@ -41,6 +41,7 @@ def _consume(url: str, cls_name: str, wire_name: str, batch: int, out: "multipro
 
 
 @pytest.mark.multiprocess
+@pytest.mark.single_server
 @pytest.mark.parametrize("cls_name", list(CLASSES))
 def test_concurrent_takers_lose_none_and_share_none(server, r_any, impl, cls_name):
     cls = CLASSES[cls_name]

@@ -18,6 +18,10 @@ from .conftest import client_kwargs
 from .proxy import CuttingProxy
 
 
+# Cuts of one server's connection, through a proxy in front of it.
+pytestmark = pytest.mark.single_server
+
+
 @pytest.fixture
 def proxied(server, r) -> Iterator[tuple]:
     port = int(server.url.rsplit(":", 1)[1].split("/")[0])

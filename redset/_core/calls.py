@@ -64,14 +64,16 @@ def lost(kind: int, args: Sequence[Any], exc: BaseException, what: str = "the it
 
 
 def follow(exc: Redirected, redirects: int, args: Sequence[Any], label: Optional[str] = None) -> Plan[int]:
-    """Count one more redirect of the commands in flight (pausing if the node
-    asked to try again later) and return the new count; past
-    :data:`MAX_REDIRECTS`, raise the node's reply, naming the key. The caller
-    then re-sends every command it has no reply to: none of them ran."""
+    """Count one more redirect of the commands in flight and return the new
+    count; past :data:`MAX_REDIRECTS`, raise the node's reply, naming the key.
+    The caller then re-sends every command it has no reply to: none of them
+    ran. A node that asked to try again later (TRYAGAIN, CLUSTERDOWN) gets a
+    pause that grows with the count, up to 10x ``exc.delay`` (about 6 s in all
+    before giving up, at the default delay: a failover's usual window)."""
     if redirects >= MAX_REDIRECTS:
         raise named_error(exc.error, args, label) from None
     if exc.delay:
-        yield Sleep(exc.delay)
+        yield Sleep(exc.delay * min(redirects + 1, 10))
     return redirects + 1
 
 

@@ -186,8 +186,13 @@ class SetConfig:
     def _io(self) -> Any:
         """The driver that runs this set's plans."""
         if self._driver is None:
-            self._driver = type(self)._driver_factory(self._redis, self._wire_impl, socket_pops(self._wire_impl),
-                                                      self._key)
+            driver = type(self)._driver_factory(self._redis, self._wire_impl, socket_pops(self._wire_impl),
+                                                self._key)
+            check = getattr(driver, "check_same_slot", None)
+            if check is not None and self.dead_letter_key is not None:
+                base = self._lease_keys[1].rsplit(":", 1)[0]
+                check(self.dead_letter_key, "dead_letter_key", base + ":bad")
+            self._driver = driver
         return self._driver
 
     @property

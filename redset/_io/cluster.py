@@ -37,7 +37,7 @@ from redset._io.planrun import PlanRun
 from redset._io.replies import PopState
 from redset._io.sync import SyncDriver, _read_raw
 
-__all__ = ["ClusterDriver", "cluster_lib", "cluster_class", "ASKING", "TRYAGAIN_DELAY"]
+__all__ = ["ClusterDriver", "cluster_lib", "cluster_class", "node_client", "ASKING", "TRYAGAIN_DELAY", "refusal"]
 
 #: ``ASKING``, sent before each command re-sent after ``-ASK``.
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
@@ -61,6 +61,33 @@ def cluster_lib(client: Any) -> Optional[ClientLib]:
     return lib
 
 
+_REFUSALS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def refusal(reply: Any) -> Any:
+    """``(kind, host, port)`` if ``reply`` is a cluster node's refusal
+    (``-MOVED``/``-ASK`` name the node; ``-TRYAGAIN``/``-CLUSTERDOWN`` do
+    not: host None), else None. Either an exception class the client library
+    parsed it into (redis-py's MovedError, ...) or, from parsers that keep
+    it a plain ResponseError (valkey-py's), its message."""
+    if not isinstance(reply, kinds.RESPONSE):
+        return None
+    if isinstance(reply, kinds.REFUSED):
+        if isinstance(reply, kinds.ASK):
+            kind = "MOVED" if isinstance(reply, kinds.MOVED) else "ASK"
+            return kind, reply.host, int(reply.port)  # type: ignore[attr-defined]
+        return "TRYAGAIN", None, 0
+    words = str(reply).split()
+    if not words or words[0] not in _REFUSALS:
+        return None
+    if words[0] in ("MOVED", "ASK"):
+        if len(words) < 3:
+            return None
+        host, _, port = words[2].rpartition(":")
+        return words[0], host, int(port)
+    return "TRYAGAIN", None, 0
+
+
 def refresh_slots(cluster: Any) -> None:
     """Re-read the cluster's slot map, leaving pools in use alone."""
     manager = cluster.nodes_manager
@@ -80,6 +107,12 @@ def node_at(cluster: Any, host: str, port: int) -> Any:
     return node
 
 
+def node_client(node: Any) -> Any:
+    """The plain client of a cluster node (redis-py and valkey-py name it apart)."""
+    conn = getattr(node, "redis_connection", None)
+    return conn if conn is not None else getattr(node, "valkey_connection", None)
+
+
 class ClusterDriver(SyncDriver):
     """Drive the primary that serves ``key``'s slot through a redis-py (or
     valkey-py) cluster client's node pools."""
@@ -96,6 +129,18 @@ class ClusterDriver(SyncDriver):
         #: Refusals followed, by kind: what the cluster tests count.
         self.redirects = {"moved": 0, "ask": 0, "tryagain": 0}
 
+    def check_same_slot(self, key: Any, what: str, tagged: str) -> None:
+        """Refuse another key of the set that a cluster would keep apart.
+
+        :raises ValueError: ``key`` hashes to another slot than the set.
+        """
+        slot = int(self.client.keyslot(key))
+        if slot != self.slot:
+            raise ValueError(
+                "%s %r is in hash slot %d, the set in slot %d: on a cluster every key a set "
+                "writes must share its slot (a node runs a command on its own slots only); give "
+                "it the set's hash tag, e.g. %r" % (what, key, slot, self.slot, tagged))
+
     # -- nodes and connections ----------------------------------------------
     def owner(self) -> Any:
         """The node serving the slot, as far as this driver knows."""
@@ -108,10 +153,13 @@ class ClusterDriver(SyncDriver):
         return self.client.nodes_manager.get_node_from_slot(self.slot)
 
     def _node_pool(self, node: Any) -> Any:
-        conn = node.redis_connection
+        conn = node_client(node)
         if conn is None:  # a node the client has not connected yet
             refresh_slots(self.client)
-            conn = node.redis_connection or self.client.get_redis_connection(node)
+            conn = node_client(node)
+            if conn is None:
+                conn = getattr(self.client, "get_redis_connection", None) or self.client.get_valkey_connection
+                conn = conn(node)
         return conn.connection_pool
 
     def _acquire(self, st: Optional[PlanRun] = None) -> Any:
@@ -162,7 +210,7 @@ class ClusterDriver(SyncDriver):
                     return
             super()._perform(st, req)
             answer = st.answer
-            if st.error is None and isinstance(answer, kinds.REFUSED):
+            if st.error is None and isinstance(answer, kinds.RESPONSE) and refusal(answer):
                 self._refused(st, req, answer)
         else:
             super()._perform(st, req)
@@ -221,10 +269,10 @@ class ClusterDriver(SyncDriver):
                     _read_raw(st.conn)
                     st.skip -= 1
                 elif req.mode == RAW:
-                    all_refused = isinstance(_read_raw(st.conn), kinds.REFUSED) and all_refused
+                    all_refused = bool(refusal(_read_raw(st.conn))) and all_refused
                 else:
                     other, _ = self._read_pop(st.conn, st.stream, st.pops, RECV_PAIRS)
-                    all_refused = isinstance(other, kinds.REFUSED) and all_refused
+                    all_refused = bool(refusal(other)) and all_refused
                 st.unread -= 1
         except kinds.NETWORK as exc:
             self._close(st)
@@ -238,15 +286,16 @@ class ClusterDriver(SyncDriver):
                 "a cluster node refused some of the commands in flight (%s) and ran others: "
                 "their outcome is unknown" % (answer,))
             return
+        kind, host, port = refusal(answer)
         delay = 0.0
-        if isinstance(answer, kinds.MOVED):
+        if kind == "MOVED":
             self.redirects["moved"] += 1
-            self._moved_to = node_at(self.client, answer.host, answer.port)  # type: ignore[attr-defined]
+            self._moved_to = node_at(self.client, host, port)
             if self._moved_to is None:
                 self._stale = True
-        elif isinstance(answer, kinds.ASK):
+        elif kind == "ASK":
             self.redirects["ask"] += 1
-            st.ask = node_at(self.client, answer.host, answer.port)  # type: ignore[attr-defined]
+            st.ask = node_at(self.client, host, port)
         else:  # TRYAGAIN, CLUSTERDOWN
             self.redirects["tryagain"] += 1
             self._stale = True
