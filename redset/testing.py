@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 __all__ = ["LocalServer", "LocalCluster", "ServerUnavailable", "find_server_binary", "find_cli_binary", "free_port"]
 
@@ -252,7 +252,7 @@ class LocalCluster:
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=timeout)
         out = done.stdout.decode()
-        if done.returncode != 0:
+        if done.returncode != 0 or out.startswith(("ERR", "(error)", "NOKEY", "MOVED", "IOERR")):
             raise RuntimeError("valkey-cli %s failed: %s" % (" ".join(args), out[-2000:]))
         return out
 
@@ -276,6 +276,89 @@ class LocalCluster:
                 last = str(exc)
             time.sleep(0.2)
         raise RuntimeError("cluster not ok after %.0f s:\n%s" % (timeout, last[-4000:]))
+
+    # -- changing the cluster under load (for tests) --------------------------
+    def _shards(self) -> List[List[str]]:
+        """``CLUSTER NODES`` of the first live node, split into fields."""
+        for port in self.ports:
+            try:
+                out = self.cli_call(port, "CLUSTER", "NODES", timeout=5)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                continue
+            return [line.split() for line in out.splitlines() if line.strip()]
+        raise RuntimeError("no cluster node answers")
+
+    @staticmethod
+    def _port(fields: List[str]) -> int:
+        return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+
+    def primary_of(self, slot: int) -> int:
+        """The port of the primary serving ``slot``."""
+        for fields in self._shards():
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                if span.startswith("["):
+                    continue
+                first, _, last = span.partition("-")
+                if int(first) <= slot <= int(last or first):
+                    return self._port(fields)
+        raise RuntimeError("no primary serves slot %d" % slot)
+
+    def node_id(self, port: int) -> str:
+        return self.cli_call(port, "CLUSTER", "MYID", timeout=5).strip()
+
+    def replica_of(self, port: int) -> int:
+        """The port of a replica of the primary at ``port``."""
+        primary = self.node_id(port)
+        for fields in self._shards():
+            if "slave" in fields[2] and fields[3] == primary and "fail" not in fields[2]:
+                return self._port(fields)
+        raise RuntimeError("the primary at %d has no replica" % port)
+
+    def failover(self, slot: int, timeout: float = 30.0) -> Tuple[int, int]:
+        """Promote a replica of ``slot``'s primary with ``CLUSTER FAILOVER``
+        (the manual, lossless kind) and wait until the cluster agrees; return
+        (old primary port, new primary port)."""
+        old = self.primary_of(slot)
+        new = self.replica_of(old)
+        self.cli_call(new, "CLUSTER", "FAILOVER")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.primary_of(slot) == new and "role:master" in self.cli_call(new, "INFO", "replication"):
+                self.wait_ok(timeout)
+                return old, new
+            time.sleep(0.05)
+        raise RuntimeError("failover of slot %d to %d did not happen" % (slot, new))
+
+    def move_slot(self, slot: int, to_port: int, batch: int = 10, timeout: float = 60.0) -> int:
+        """Move ``slot`` to the primary at ``to_port`` live, as a reshard does:
+        IMPORTING/MIGRATING, MIGRATE its keys ``batch`` at a time, then
+        SETSLOT NODE on every primary. Returns the number of keys moved."""
+        source = self.primary_of(slot)
+        if source == to_port:
+            return 0
+        src_id, dst_id = self.node_id(source), self.node_id(to_port)
+        self.cli_call(to_port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
+        self.cli_call(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
+        moved = 0
+        while True:
+            keys = self.cli_call(source, "CLUSTER", "GETKEYSINSLOT", str(slot), str(batch)).split()
+            if not keys:
+                break
+            try:
+                self.cli_call(source, "MIGRATE", "127.0.0.1", str(to_port), "", "0", "10000", "KEYS", *keys)
+            except RuntimeError as exc:
+                if "NOKEY" not in str(exc):  # the keys were deleted meanwhile (a set emptied)
+                    raise
+            moved += len(keys)
+        for port in (to_port, source):
+            self.cli_call(port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+        for fields in self._shards():
+            if "master" in fields[2] and "fail" not in fields[2]:
+                self.cli_call(self._port(fields), "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+        self.wait_ok(timeout)
+        return moved
 
     def stop(self) -> None:
         """Stop every node and remove their workdirs."""

@@ -127,7 +127,7 @@ class ClusterDriver(SyncDriver):
         #: The slot map may be out of date (a lost connection): re-read it.
         self._stale = False
         #: Refusals followed, by kind: what the cluster tests count.
-        self.redirects = {"moved": 0, "ask": 0, "tryagain": 0}
+        self.redirects = {"moved": 0, "ask": 0, "tryagain": 0, "mixed": 0}
 
     def check_same_slot(self, key: Any, what: str, tagged: str) -> None:
         """Refuse another key of the set that a cluster would keep apart.
@@ -281,6 +281,7 @@ class ClusterDriver(SyncDriver):
         self._switch(st)
         st.answer = None
         if not all_refused:
+            self.redirects["mixed"] += 1
             self._stale = True
             st.error = self.lib.ConnectionError(
                 "a cluster node refused some of the commands in flight (%s) and ran others: "
