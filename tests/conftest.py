@@ -183,8 +183,6 @@ def driver(request: pytest.FixtureRequest, client_lib: str, monkeypatch: pytest.
         finally:
             twins.close()
         return
-    if "topology" in request.fixturenames and request.getfixturevalue("topology") == "cluster":
-        pytest.skip("TEMP: no asyncio cluster driver yet")
     loop = request.getfixturevalue("event_loop_thread")
     clients = AsyncClients(loop, client_lib)
     install(monkeypatch, loop, clients)

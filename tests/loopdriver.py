@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import redis
 from redis.cluster import RedisCluster
 import redis.asyncio
+import redis.asyncio.cluster
 
 from redset._io.aio import make_async_driver
 
@@ -91,6 +92,8 @@ class AsyncClients:
 
     def twin(self, client: Any) -> Any:
         twin = self.by_id.get(id(client))
+        if twin is None and isinstance(client, RedisCluster):
+            twin = self.by_id[id(client)] = self.loop.call(self._cluster_twin(client))
         if twin is None:
             kwargs = _twin_kwargs(client)
             lib = self.lib
@@ -108,6 +111,15 @@ class AsyncClients:
             self.by_id[id(client)] = twin
         return twin
 
+    async def _cluster_twin(self, client: Any) -> Any:
+        node = client.get_default_node()
+        kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items() if k in ("protocol",)}
+        if self.lib == "valkey":
+            from valkey.asyncio.cluster import ValkeyCluster
+
+            return ValkeyCluster(host=node.host, port=node.port, **kwargs)
+        return redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port, **kwargs)
+
     def close(self) -> None:
         for twin in self.by_id.values():
             self.loop.call(twin.aclose())
@@ -118,11 +130,14 @@ class LoopDriver:
     """A sync driver interface over the asyncio driver."""
 
     def __init__(self, loop: EventLoopThread, clients: AsyncClients, client: Any, wire: Any,
-                 socket_pops: bool) -> None:
+                 socket_pops: bool, key: Any = None) -> None:
         self.loop = loop
         self.client = client
         self.wire = wire
-        self.inner = make_async_driver(clients.twin(client), wire, socket_pops)
+        self.inner = make_async_driver(clients.twin(client), wire, socket_pops, key)
+        check = getattr(self.inner, "check_same_slot", None)
+        if check is not None:
+            self.check_same_slot = check
 
     def run(self, plan: Any) -> Any:
         return self.loop.call(self.inner.run(plan))
@@ -149,9 +164,9 @@ def install(monkeypatch: Any, loop: EventLoopThread, clients: AsyncClients) -> N
     import redset.sets
 
     def make(client: Any, wire: Any, socket_pops: bool, key: Any = None) -> Any:
-        if not isinstance(client, redis.Redis):
+        if not isinstance(client, (redis.Redis, RedisCluster)):
             return original(client, wire, socket_pops, key)  # wrappers keep the client fallback
-        return LoopDriver(loop, clients, client, wire, socket_pops)
+        return LoopDriver(loop, clients, client, wire, socket_pops, key)
 
     original = redset.sets.make_driver
     monkeypatch.setattr(redset.sets.SortedSet, "_driver_factory", staticmethod(make))

@@ -34,16 +34,20 @@ def own_cluster() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
-def rc(own_cluster: LocalCluster, impl_module: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCluster]:
-    import redset._wire
-
-    monkeypatch.setattr(redset._wire, "impl", impl_module)
+def rc(own_cluster: LocalCluster, impl: Any) -> Iterator[RedisCluster]:
+    """A client of this module's cluster; sets built on it run on the codec,
+    driver (sync or asyncio) and client library under test."""
     client = RedisCluster.from_url(own_cluster.url)
     client.flushall(target_nodes=RedisCluster.PRIMARIES)
     try:
         yield client
     finally:
         client.close()
+
+
+def routing(s: Any) -> Any:
+    """The cluster driver of a set (inside the test's loop driver, for asyncio)."""
+    return getattr(s._io, "inner", s._io)
 
 
 def other_primary(r: RedisCluster, slot: int) -> Any:
@@ -56,23 +60,24 @@ def test_stale_slot_map_is_followed_and_every_kind_of_request_is_resent(rc):
     whatever it sends: adds, pops, drains, scripts. Each is re-sent to the
     right node (none of them ran), and the redirects are counted."""
     s = SortedSet(rc, "q")
-    drv = s._io
+    drv = routing(s)
     wrong = other_primary(rc, drv.slot)
-    drv._moved_to = wrong
+    drv._moved_addr = (wrong.host, wrong.port)
     assert s.add_many(range(2500)) == 2500
-    drv._moved_to = wrong
+    drv._moved_addr = (wrong.host, wrong.port)
     assert sum(len(b) for b in s.drain(1000)) == 2500
-    drv._moved_to = wrong
+    drv._moved_addr = (wrong.host, wrong.port)
     s.add("a", 1)
-    drv._moved_to = wrong
+    drv._moved_addr = (wrong.host, wrong.port)
     assert s.pop() == "a"
     leased = SortedSet(rc, "lq", leased=True)
     leased.add_many(["x", "y"], [1, 2])
-    leased._io._moved_to = other_primary(rc, leased._io.slot)
+    wrong = other_primary(rc, routing(leased).slot)
+    routing(leased)._moved_addr = (wrong.host, wrong.port)
     held = leased.take(2, lease=30)
     assert [h.item for h in held] == ["x", "y"]
     assert leased.ack_many(held) == 2
-    assert drv.redirects["moved"] == 4 and leased._io.redirects["moved"] == 1
+    assert drv.redirects["moved"] == 4 and routing(leased).redirects["moved"] == 1
     assert len(s) == 0 and len(leased) == 0 and leased.in_flight() == 0
 
 
@@ -82,7 +87,7 @@ def test_ask_during_a_slot_move_is_followed_with_asking(rc, own_cluster):
     ASKING, and a pop is not lost or repeated."""
     s = SortedSet(rc, "{m}")
     s.add_many(["a", "b", "c"], [1, 2, 3])
-    slot = s._io.slot
+    slot = routing(s).slot
     source = own_cluster.primary_of(slot)
     target = next(p for p in own_cluster.ports if p != source and "master" in own_cluster.cli_call(p, "ROLE"))
     src_id, dst_id = own_cluster.node_id(source), own_cluster.node_id(target)
@@ -93,7 +98,7 @@ def test_ask_during_a_slot_move_is_followed_with_asking(rc, own_cluster):
         assert s.pop() == "a"
         assert s.take(5) == ["b", "c"]
         s.add("d", 4)  # a write, re-sent to the importing node
-        assert s._io.redirects["ask"] == 3
+        assert routing(s).redirects["ask"] == 3
     finally:
         for port in own_cluster.ports:
             if "master" in own_cluster.cli_call(port, "ROLE"):
@@ -163,7 +168,7 @@ def _load(rc: RedisCluster, name: str, consumers: int, change: Any, leased: bool
     for t in threads:
         t.start()
     try:
-        changes = change(producer_set._io.slot)
+        changes = change(routing(producer_set).slot)
     finally:
         done.set()
         for t in threads:
@@ -171,7 +176,7 @@ def _load(rc: RedisCluster, name: str, consumers: int, change: Any, leased: bool
     all_seen = [item for part in seen for item in part]
     redirects = {"moved": 0, "ask": 0, "tryagain": 0, "mixed": 0}
     for s in sets:
-        for kind, count in s._io.redirects.items():
+        for kind, count in routing(s).redirects.items():
             redirects[kind] += count
     return {"errors": errors, "seen": all_seen, "n": produced_count[0], "redirects": redirects, "changes": changes,
             "left": len(producer_set), "in_flight": producer_set.in_flight() if leased else 0}

@@ -121,12 +121,12 @@ class AsyncDriver(_AsyncBase):
     def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib = REDIS_PY) -> None:
         self.client = client
         self.lib = lib
-        self.pool: Any = client.connection_pool  # get_connection() is untyped in redis.asyncio
+        self.pool: Any = getattr(client, "connection_pool", None)  # get_connection() is untyped in redis.asyncio
         self.wire = wire
         self.socket_pops = socket_pops
         self._timeout: Union[float, None, bool] = False
 
-    async def _acquire(self) -> Any:
+    async def _acquire(self, st: Optional[PlanRun] = None) -> Any:
         single = getattr(self.client, "connection", None)
         if single is not None:
             await single.connect()
@@ -136,7 +136,7 @@ class AsyncDriver(_AsyncBase):
         except TypeError:  # redis-py < 5.3 requires a command name
             return await self.pool.get_connection("_")
 
-    async def _release(self, conn: Any) -> None:
+    async def _release(self, conn: Any, st: Optional[PlanRun] = None) -> None:
         if conn is not getattr(self.client, "connection", None):
             await self.pool.release(conn)
 
@@ -154,7 +154,7 @@ class AsyncDriver(_AsyncBase):
         if st.conn is not None:
             if st.pops is not None and st.pops.dirty():
                 _close_nowait(st.conn)
-            await self._release(st.conn)
+            await self._release(st.conn, st)
             st.conn = None
 
     async def _perform(self, st: PlanRun, req: Any) -> None:
@@ -163,7 +163,7 @@ class AsyncDriver(_AsyncBase):
             if kind is Send:
                 if st.conn is None:
                     try:
-                        st.conn = await self._acquire()
+                        st.conn = await self._acquire(st)
                     except kinds.NETWORK as exc:
                         raise NotSent(exc) from exc
                 st.unread += len(req.cmds)
@@ -197,7 +197,7 @@ class AsyncDriver(_AsyncBase):
                 _close_nowait(conn)
             else:
                 await conn.disconnect()
-            await self._release(conn)
+            await self._release(conn, st)
 
     def _stream_of(self, conn: Any) -> Any:
         """The connection's stream if pops can be read from it directly, else None."""
@@ -453,7 +453,14 @@ class AsyncClientDriver(_AsyncBase):
 def make_async_driver(client: Any, wire: Codec, socket_pops: Optional[bool],
                       key: Optional[bytes] = None) -> _AsyncBase:
     """Pick :class:`AsyncDriver` for the ``redis.asyncio`` and ``valkey.asyncio``
-    clients it can drive."""
+    clients it can drive, :class:`~redset._io.aio_cluster.AsyncClusterDriver`
+    for their cluster clients (``key``: the key whose slot the set's commands are for)."""
+    if key is not None:
+        from redset._io.aio_cluster import AsyncClusterDriver, async_cluster_lib
+
+        cluster = async_cluster_lib(client)
+        if cluster is not None:
+            return AsyncClusterDriver(client, wire, socket_pops, cluster, key)
     pool = getattr(client, "connection_pool", None)
     conn_cls = getattr(pool, "connection_class", None)
     lib = lib_of(client)

@@ -27,7 +27,7 @@ What only a cluster node answers is handled here, never re-sent blindly:
 from __future__ import annotations
 
 import importlib
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from redset._codec import Codec
 from redset._core import kinds
@@ -37,7 +37,7 @@ from redset._io.planrun import PlanRun
 from redset._io.replies import PopState
 from redset._io.sync import SyncDriver, _read_raw
 
-__all__ = ["ClusterDriver", "cluster_lib", "cluster_class", "node_client", "ASKING", "TRYAGAIN_DELAY", "refusal"]
+__all__ = ["ClusterDriver", "ClusterRouting", "cluster_lib", "cluster_class", "node_client", "ASKING", "TRYAGAIN_DELAY", "refusal"]
 
 #: ``ASKING``, sent before each command re-sent after ``-ASK``.
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
@@ -88,6 +88,10 @@ def refusal(reply: Any) -> Any:
     return "TRYAGAIN", None, 0
 
 
+def _cluster_down() -> Any:
+    return tuple(cls for cls in kinds.REFUSED if cls.__name__ == "ClusterDownError")
+
+
 def refresh_slots(cluster: Any) -> None:
     """Re-read the cluster's slot map, leaving pools in use alone."""
     manager = cluster.nodes_manager
@@ -97,36 +101,28 @@ def refresh_slots(cluster: Any) -> None:
         manager.initialize()
 
 
-def node_at(cluster: Any, host: str, port: int) -> Any:
-    """The cluster client's node at ``host:port``, re-reading the slot map
-    once if it does not know it (a new primary)."""
-    node = cluster.get_node(host=host, port=int(port))
-    if node is None:
-        refresh_slots(cluster)
-        node = cluster.get_node(host=host, port=int(port))
-    return node
-
-
 def node_client(node: Any) -> Any:
     """The plain client of a cluster node (redis-py and valkey-py name it apart)."""
     conn = getattr(node, "redis_connection", None)
     return conn if conn is not None else getattr(node, "valkey_connection", None)
 
 
-class ClusterDriver(SyncDriver):
-    """Drive the primary that serves ``key``'s slot through a redis-py (or
-    valkey-py) cluster client's node pools."""
+class ClusterRouting:
+    """What the sync and asyncio cluster drivers share, apart from I/O: the
+    slot, which node serves it as far as the driver knows, and what a
+    refusal means for the plan. Reading the slot map again (I/O) is the
+    driver's: it does it when :meth:`wants_refresh` says so."""
 
-    def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib,
-                 key: bytes) -> None:
-        super().__init__(client, wire, socket_pops, lib)
-        self.pool = None
+    client: Any
+    lib: ClientLib
+
+    def _init_routing(self, client: Any, key: bytes) -> None:
         self.slot = int(client.keyslot(key))
-        #: The node named by the last -MOVED (newer than the client's map).
-        self._moved_to: Any = None
-        #: The slot map may be out of date (a lost connection): re-read it.
+        #: ``(host, port)`` named by the last -MOVED (newer than the client's map).
+        self._moved_addr: Optional[Tuple[str, int]] = None
+        #: The slot map may be out of date (a lost connection, -TRYAGAIN): re-read it.
         self._stale = False
-        #: Refusals followed, by kind: what the cluster tests count.
+        #: Refusals followed, by kind (``mixed``: some commands in flight ran).
         self.redirects = {"moved": 0, "ask": 0, "tryagain": 0, "mixed": 0}
 
     def check_same_slot(self, key: Any, what: str, tagged: str) -> None:
@@ -141,16 +137,80 @@ class ClusterDriver(SyncDriver):
                 "writes must share its slot (a node runs a command on its own slots only); give "
                 "it the set's hash tag, e.g. %r" % (what, key, slot, self.slot, tagged))
 
+    def wants_refresh(self) -> bool:
+        """Whether the slot map must be read again before the next connection."""
+        if self._stale:
+            self._stale = False
+            self._moved_addr = None
+            return True
+        return False
+
+    def known_owner(self) -> Any:
+        """The node serving the slot from what is known, or None if the node
+        named by -MOVED is not in the client's map yet (read it again)."""
+        if self._moved_addr is not None:
+            return self.client.get_node(host=self._moved_addr[0], port=self._moved_addr[1])
+        return self.client.nodes_manager.get_node_from_slot(self.slot)
+
+    def forget_moved(self) -> None:
+        """The map was read again and still lacks the node -MOVED named: go by the map."""
+        self._moved_addr = None
+
+    def note_refusal(self, st: PlanRun, answer: BaseException, all_refused: bool) -> BaseException:
+        """What to throw into the plan after a node refused the command in
+        flight (``answer``) and every reply due after it was read
+        (``all_refused``: each was a refusal too); the next Send goes where
+        the refusal says (-ASK: ``st.ask``)."""
+        if not all_refused:
+            self.redirects["mixed"] += 1
+            self._stale = True
+            return self.lib.ConnectionError(
+                "a cluster node refused some of the commands in flight (%s) and ran others: "
+                "their outcome is unknown" % (answer,))
+        kind, host, port = refusal(answer)
+        delay = 0.0
+        if kind == "MOVED":
+            self.redirects["moved"] += 1
+            self._moved_addr = (host, port)
+        elif kind == "ASK":
+            self.redirects["ask"] += 1
+            st.ask = (host, port)
+        else:  # TRYAGAIN (the slot's keys are split mid-move: same node, later), CLUSTERDOWN
+            self.redirects["tryagain"] += 1
+            self._stale = str(answer).startswith("CLUSTERDOWN") or isinstance(answer, _cluster_down())
+            delay = TRYAGAIN_DELAY
+        return Redirected(answer, delay)
+
+
+class ClusterDriver(ClusterRouting, SyncDriver):
+    """Drive the primary that serves ``key``'s slot through a redis-py (or
+    valkey-py) cluster client's node pools."""
+
+    def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib,
+                 key: bytes) -> None:
+        SyncDriver.__init__(self, client, wire, socket_pops, lib)
+        self._init_routing(client, key)
+
     # -- nodes and connections ----------------------------------------------
     def owner(self) -> Any:
         """The node serving the slot, as far as this driver knows."""
-        if self._stale:
-            self._stale = False
-            self._moved_to = None
+        if self.wants_refresh():
             refresh_slots(self.client)
-        if self._moved_to is not None:
-            return self._moved_to
-        return self.client.nodes_manager.get_node_from_slot(self.slot)
+        node = self.known_owner()
+        if node is None:
+            refresh_slots(self.client)
+            node = self.known_owner()
+            if node is None:
+                self.forget_moved()
+                node = self.known_owner()
+        return node
+
+    def _node(self, addr: Tuple[str, int]) -> Any:
+        node = self.client.get_node(host=addr[0], port=addr[1])
+        if node is None:
+            refresh_slots(self.client)
+            node = self.client.get_node(host=addr[0], port=addr[1])
+        return node if node is not None else self.owner()
 
     def _node_pool(self, node: Any) -> Any:
         conn = node_client(node)
@@ -220,11 +280,11 @@ class ClusterDriver(SyncDriver):
     def _send(self, st: PlanRun, req: Send) -> None:
         ask = st.ask
         try:
-            target = ask if ask is not None else self.owner()
+            target = self._node(ask) if ask is not None else self.owner()
         except kinds.NETWORK as exc:  # no node answers for the slot map
             st.error = NotSent(exc)
             return
-        if st.conn is not None and (ask is not None or (st.node is not target and not st.unread)):
+        if st.conn is not None and (ask is not None or (st.node.name != target.name and not st.unread)):
             self._switch(st)
         if st.conn is None:
             st.node = target
@@ -280,26 +340,4 @@ class ClusterDriver(SyncDriver):
             return
         self._switch(st)
         st.answer = None
-        if not all_refused:
-            self.redirects["mixed"] += 1
-            self._stale = True
-            st.error = self.lib.ConnectionError(
-                "a cluster node refused some of the commands in flight (%s) and ran others: "
-                "their outcome is unknown" % (answer,))
-            return
-        kind, host, port = refusal(answer)
-        delay = 0.0
-        if kind == "MOVED":
-            self.redirects["moved"] += 1
-            self._moved_to = node_at(self.client, host, port)
-            if self._moved_to is None:
-                self._stale = True
-        elif kind == "ASK":
-            self.redirects["ask"] += 1
-            st.ask = node_at(self.client, host, port)
-        else:  # TRYAGAIN, CLUSTERDOWN
-            self.redirects["tryagain"] += 1
-            self._stale = True
-            delay = TRYAGAIN_DELAY
-        st.error = Redirected(answer, delay)
-
+        st.error = self.note_refusal(st, answer, all_refused)
