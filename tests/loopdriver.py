@@ -55,10 +55,15 @@ class SyncTwins:
 
     def __init__(self) -> None:
         self.by_id: Dict[int, Any] = {}
+        self.lock = threading.Lock()
 
     def twin(self, client: Any) -> Any:
         import valkey
 
+        with self.lock:
+            return self._twin(valkey, client)
+
+    def _twin(self, valkey: Any, client: Any) -> Any:
         twin = self.by_id.get(id(client))
         if twin is None:
             twin = self.by_id[id(client)] = valkey.Valkey(**_twin_kwargs(client))
@@ -66,6 +71,10 @@ class SyncTwins:
 
     def cluster_twin(self, client: Any) -> Any:
         """A ``valkey.cluster.ValkeyCluster`` of the same cluster as ``client``."""
+        with self.lock:
+            return self._cluster_twin(client)
+
+    def _cluster_twin(self, client: Any) -> Any:
         from valkey.cluster import ValkeyCluster
 
         twin = self.by_id.get(id(client))
@@ -89,8 +98,13 @@ class AsyncClients:
         self.loop = loop
         self.lib = lib
         self.by_id: Dict[int, Any] = {}
+        self.lock = threading.Lock()
 
     def twin(self, client: Any) -> Any:
+        with self.lock:  # sets are built in several threads at once (the cluster load tests)
+            return self._twin(client)
+
+    def _twin(self, client: Any) -> Any:
         twin = self.by_id.get(id(client))
         if twin is None and isinstance(client, RedisCluster):
             twin = self.by_id[id(client)] = self.loop.call(self._cluster_twin(client))

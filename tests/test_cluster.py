@@ -62,18 +62,18 @@ def test_stale_slot_map_is_followed_and_every_kind_of_request_is_resent(rc):
     s = SortedSet(rc, "q")
     drv = routing(s)
     wrong = other_primary(rc, drv.slot)
-    drv._moved_addr = (wrong.host, wrong.port)
+    drv._note_moved(drv.slot, wrong.host, wrong.port)
     assert s.add_many(range(2500)) == 2500
-    drv._moved_addr = (wrong.host, wrong.port)
+    drv._note_moved(drv.slot, wrong.host, wrong.port)
     assert sum(len(b) for b in s.drain(1000)) == 2500
-    drv._moved_addr = (wrong.host, wrong.port)
+    drv._note_moved(drv.slot, wrong.host, wrong.port)
     s.add("a", 1)
-    drv._moved_addr = (wrong.host, wrong.port)
+    drv._note_moved(drv.slot, wrong.host, wrong.port)
     assert s.pop() == "a"
     leased = SortedSet(rc, "lq", leased=True)
     leased.add_many(["x", "y"], [1, 2])
     wrong = other_primary(rc, routing(leased).slot)
-    routing(leased)._moved_addr = (wrong.host, wrong.port)
+    routing(leased)._note_moved(routing(leased).slot, wrong.host, wrong.port)
     held = leased.take(2, lease=30)
     assert [h.item for h in held] == ["x", "y"]
     assert leased.ack_many(held) == 2

@@ -10,6 +10,7 @@ only the waiting differs.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Optional, Tuple
 
 from redset._codec import Codec
@@ -17,7 +18,7 @@ from redset._core import kinds
 from redset._core.steps import RAW, RECV_PAIRS, NotSent, Recv, Send
 from redset._io.aio import AsyncDriver, _close_nowait, _read_pop, _read_raw, _send
 from redset._io.clientlib import ClientLib, lib_of
-from redset._io.cluster import ASKING, ClusterRouting, refusal
+from redset._io.cluster import ASKING, ClusterRouting, apply_moved, refusal
 from redset._io.planrun import PlanRun
 from redset._io.replies import PopState
 
@@ -54,16 +55,16 @@ class AsyncClusterDriver(ClusterRouting, AsyncDriver):
         """The node serving the slot, as far as this driver knows."""
         if getattr(self.client, "_initialize", False):
             await self.client.initialize()  # first use of the client: read the map
+        if self._moved is not None:
+            moved, self._moved = self._moved, None
+            told = apply_moved(self.client.nodes_manager, moved)
+            if told is False:
+                self._stale = True
+            elif inspect.isawaitable(told):
+                await told
         if self.wants_refresh():
             await self._refresh()
-        node = self.known_owner()
-        if node is None:
-            await self._refresh()
-            node = self.known_owner()
-            if node is None:
-                self.forget_moved()
-                node = self.known_owner()
-        return node
+        return self.known_owner()
 
     async def _node(self, addr: Tuple[str, int]) -> Any:
         node = self.client.get_node(host=addr[0], port=addr[1])

@@ -37,7 +37,7 @@ from redset._io.planrun import PlanRun
 from redset._io.replies import PopState
 from redset._io.sync import SyncDriver, _read_raw
 
-__all__ = ["ClusterDriver", "ClusterRouting", "cluster_lib", "cluster_class", "node_client", "ASKING", "TRYAGAIN_DELAY", "refusal"]
+__all__ = ["ClusterDriver", "ClusterRouting", "cluster_lib", "cluster_class", "node_client", "ASKING", "TRYAGAIN_DELAY", "refusal", "apply_moved"]
 
 #: ``ASKING``, sent before each command re-sent after ``-ASK``.
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
@@ -65,7 +65,7 @@ _REFUSALS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 
 def refusal(reply: Any) -> Any:
-    """``(kind, host, port)`` if ``reply`` is a cluster node's refusal
+    """``(kind, slot, host, port)`` if ``reply`` is a cluster node's refusal
     (``-MOVED``/``-ASK`` name the node; ``-TRYAGAIN``/``-CLUSTERDOWN`` do
     not: host None), else None. Either an exception class the client library
     parsed it into (redis-py's MovedError, ...) or, from parsers that keep
@@ -75,8 +75,8 @@ def refusal(reply: Any) -> Any:
     if isinstance(reply, kinds.REFUSED):
         if isinstance(reply, kinds.ASK):
             kind = "MOVED" if isinstance(reply, kinds.MOVED) else "ASK"
-            return kind, reply.host, int(reply.port)  # type: ignore[attr-defined]
-        return "TRYAGAIN", None, 0
+            return kind, int(reply.slot_id), reply.host, int(reply.port)  # type: ignore[attr-defined]
+        return "TRYAGAIN", 0, None, 0
     words = str(reply).split()
     if not words or words[0] not in _REFUSALS:
         return None
@@ -84,8 +84,8 @@ def refusal(reply: Any) -> Any:
         if len(words) < 3:
             return None
         host, _, port = words[2].rpartition(":")
-        return words[0], host, int(port)
-    return "TRYAGAIN", None, 0
+        return words[0], int(words[1]), host, int(port)
+    return "TRYAGAIN", 0, None, 0
 
 
 def _cluster_down() -> Any:
@@ -99,6 +99,23 @@ def refresh_slots(cluster: Any) -> None:
         manager.initialize(disconnect_startup_nodes_pools=False)
     except TypeError:  # clients without that argument
         manager.initialize()
+
+
+def apply_moved(manager: Any, moved: BaseException) -> Any:
+    """Tell a cluster client's slot map what a -MOVED said, as the client
+    does itself (no full re-read): redis-py's ``move_slot`` (a coroutine in
+    its asyncio client: the caller awaits what this returns), valkey-py's
+    pending ``_moved_exception``. False if the client has neither."""
+    move = getattr(manager, "move_slot", None)
+    if move is not None:
+        return move(moved)
+    update = getattr(manager, "update_moved_exception", None)
+    if update is not None:
+        return update(moved)
+    if hasattr(manager, "_moved_exception"):
+        manager._moved_exception = moved
+        return None
+    return False
 
 
 def node_client(node: Any) -> Any:
@@ -118,12 +135,16 @@ class ClusterRouting:
 
     def _init_routing(self, client: Any, key: bytes) -> None:
         self.slot = int(client.keyslot(key))
-        #: ``(host, port)`` named by the last -MOVED (newer than the client's map).
-        self._moved_addr: Optional[Tuple[str, int]] = None
-        #: The slot map may be out of date (a lost connection, -TRYAGAIN): re-read it.
+        #: A -MOVED not yet told to the client's slot map (the driver does it: I/O for asyncio).
+        self._moved: Optional[BaseException] = None
+        #: The slot map may be out of date (a lost connection, -CLUSTERDOWN): re-read it.
         self._stale = False
         #: Refusals followed, by kind (``mixed``: some commands in flight ran).
         self.redirects = {"moved": 0, "ask": 0, "tryagain": 0, "mixed": 0}
+
+    def _note_moved(self, slot: int, host: str, port: int) -> None:
+        """Remember that ``slot`` is served at ``host:port`` now."""
+        self._moved = self.lib.exceptions.MovedError("%d %s:%d" % (slot, host, port))
 
     def check_same_slot(self, key: Any, what: str, tagged: str) -> None:
         """Refuse another key of the set that a cluster would keep apart.
@@ -141,20 +162,12 @@ class ClusterRouting:
         """Whether the slot map must be read again before the next connection."""
         if self._stale:
             self._stale = False
-            self._moved_addr = None
             return True
         return False
 
     def known_owner(self) -> Any:
-        """The node serving the slot from what is known, or None if the node
-        named by -MOVED is not in the client's map yet (read it again)."""
-        if self._moved_addr is not None:
-            return self.client.get_node(host=self._moved_addr[0], port=self._moved_addr[1])
+        """The node serving the slot in the client's map."""
         return self.client.nodes_manager.get_node_from_slot(self.slot)
-
-    def forget_moved(self) -> None:
-        """The map was read again and still lacks the node -MOVED named: go by the map."""
-        self._moved_addr = None
 
     def note_refusal(self, st: PlanRun, answer: BaseException, all_refused: bool) -> BaseException:
         """What to throw into the plan after a node refused the command in
@@ -167,11 +180,11 @@ class ClusterRouting:
             return self.lib.ConnectionError(
                 "a cluster node refused some of the commands in flight (%s) and ran others: "
                 "their outcome is unknown" % (answer,))
-        kind, host, port = refusal(answer)
+        kind, slot, host, port = refusal(answer)
         delay = 0.0
         if kind == "MOVED":
             self.redirects["moved"] += 1
-            self._moved_addr = (host, port)
+            self._note_moved(slot, host, port)
         elif kind == "ASK":
             self.redirects["ask"] += 1
             st.ask = (host, port)
@@ -194,16 +207,13 @@ class ClusterDriver(ClusterRouting, SyncDriver):
     # -- nodes and connections ----------------------------------------------
     def owner(self) -> Any:
         """The node serving the slot, as far as this driver knows."""
+        if self._moved is not None:
+            moved, self._moved = self._moved, None
+            if apply_moved(self.client.nodes_manager, moved) is False:
+                self._stale = True
         if self.wants_refresh():
             refresh_slots(self.client)
-        node = self.known_owner()
-        if node is None:
-            refresh_slots(self.client)
-            node = self.known_owner()
-            if node is None:
-                self.forget_moved()
-                node = self.known_owner()
-        return node
+        return self.known_owner()
 
     def _node(self, addr: Tuple[str, int]) -> Any:
         node = self.client.get_node(host=addr[0], port=addr[1])
