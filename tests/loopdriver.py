@@ -24,6 +24,7 @@ from redset._io.aio import make_async_driver
 
 _KWARGS = ("host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
            "protocol", "decode_responses", "encoding", "client_name")
+_SSL_KWARGS = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_keyfile", "ssl_certfile", "ssl_check_hostname")
 
 
 class EventLoopThread:
@@ -44,7 +45,11 @@ class EventLoopThread:
 
 
 def _twin_kwargs(client: Any) -> Dict[str, Any]:
-    kwargs = {k: v for k, v in client.connection_pool.connection_kwargs.items() if k in _KWARGS}
+    pool = client.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _KWARGS}
+    if pool.connection_class.__name__ == "SSLConnection":  # TLS: the same certificates
+        kwargs["ssl"] = True
+        kwargs.update({k: v for k, v in pool.connection_kwargs.items() if k in _SSL_KWARGS})
     if kwargs.get("protocol") is None:  # valkey.asyncio would send "HELLO None"
         kwargs.pop("protocol", None)
     return kwargs
