@@ -14,11 +14,8 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from redis.cluster import RedisCluster
 
-from redset import ScheduledSet, SortedSet
-from redset.exceptions import PopOutcomeUnknown
+from redset import SortedSet
 from redset.testing import LocalCluster
-
-from .topo import node_of
 
 pytestmark = pytest.mark.cluster
 

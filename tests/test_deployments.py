@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time

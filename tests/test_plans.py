@@ -16,7 +16,7 @@ from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redset import ScheduledSet, SortedSet
 from redset._core import adds, calls, pops, reads
 from redset._core.steps import (
-    PAIRS, POP, RAW, SAFE, Cancelled, Deliver, NotSent, Recv, Send, Sleep, StopDelivery,
+    PAIRS, POP, RAW, SAFE, Cancelled, Deliver, NotSent, Recv, Redirected, Send, Sleep, StopDelivery,
 )
 from redset.exceptions import PopOutcomeUnknown
 
@@ -298,3 +298,109 @@ def test_retry_policy_gives_up_after_two_resends():
     assert [calls.retry_delay(i, exc) for i in range(3)] == [calls.RETRY_BACKOFF, 2 * calls.RETRY_BACKOFF, None]
     assert calls.retry_delay(50, BusyLoadingError("LOADING")) == calls.LOADING_POLL
     assert SAFE == 0
+
+
+# -- cluster refusals: what was refused is re-sent, whatever its kind ---------------------
+
+
+def _moved() -> Redirected:
+    return Redirected(redis.exceptions.MovedError("5798 127.0.0.1:7001"))
+
+
+def test_refused_pop_is_resent_once_refused_never_counted_as_unknown(make_set):
+    """A pop refused by a cluster node did not run: unlike a lost
+    connection, it is sent again (to where the driver now routes it)."""
+    s = make_set()
+    state = {"refused": False}
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            if not state["refused"]:
+                state["refused"] = True
+                return Throw(_moved())
+            return (["a"], [])
+        return None
+
+    (items, failures), log = play(calls.pop(s._wire, ("ZPOPMIN", "q", 1), 0, None), answer)
+    assert items == ["a"] and failures == []
+    assert [a[0] for a in args_of(log)] == [b"ZPOPMIN", b"ZPOPMIN"]
+    assert not any(isinstance(r, Sleep) for r in log)  # MOVED: no pause
+
+
+def test_refused_commands_without_a_reply_are_resent_and_earlier_replies_kept(make_set):
+    s = make_set()
+    reads = {"n": 0}
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            reads["n"] += 1
+            if reads["n"] == 2:  # the second of three: it and the third were refused
+                return Throw(Redirected(redis.exceptions.TryAgainError("Multiple keys request"), 0.05))
+            return reads["n"]
+        return None
+
+    replies, log = play(calls.call_many(s._wire, [("ZCARD", "a"), ("ZCARD", "b"), ("ZCARD", "c")]), answer)
+    assert replies == [1, 3, 4]
+    sends = [r for r in log if isinstance(r, Send)]
+    assert [len(r.cmds) for r in sends] == [3, 2]  # only the two without a reply
+    assert any(isinstance(r, Sleep) and r.seconds == 0.05 for r in log)  # TRYAGAIN: pause first
+
+
+def test_refusals_past_the_limit_raise_the_last_naming_the_key(make_set):
+    s = make_set()
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        return Throw(_moved()) if isinstance(req, Recv) else None
+
+    with pytest.raises(redis.exceptions.MovedError, match="ZPOPMIN on 'q'"):
+        play(calls.pop(s._wire, ("ZPOPMIN", "q", 1), 0, None), answer)
+
+
+def test_cancelled_pop_that_was_refused_puts_nothing_back(make_set):
+    """Cancelled with a pop in flight, the plan reads its reply to put the items
+    back; a refused pop did not run, so there is nothing to put back and the
+    cancellation goes on."""
+    s = make_set()
+    state = {"n": 0}
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            state["n"] += 1
+            return Throw(Cancelled() if state["n"] == 1 else _moved())
+        return None
+
+    log: List[Any] = []
+
+    def logged(req: Any, _: List[Any]) -> Any:
+        log.append(req)
+        return answer(req, log)
+
+    with pytest.raises(Cancelled):
+        play(calls.pop(s._wire, ("ZPOPMIN", "q", 1), 0, None), logged)
+    assert [a[0] for a in args_of(log)] == [b"ZPOPMIN"]  # no ZADD: nothing to put back
+    assert [r.mode for r in log if isinstance(r, Recv)] == [POP, PAIRS]
+
+
+def test_drain_resends_every_pop_in_flight_when_refused(make_set):
+    s = make_set()
+    state = {"n": 0}
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Recv):
+            state["n"] += 1
+            if state["n"] == 1:
+                return Throw(_moved())
+            return (["x"], []) if state["n"] == 2 else ([], [])
+        return None
+
+    delivered: List[Any] = []
+
+    def run(req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Deliver):
+            delivered.append(req.value)
+            return None
+        return answer(req, log)
+
+    _, log = play(pops.drain(s, 2), run)
+    assert delivered == [["x"]]
+    assert [a[0] for a in args_of(log)] == [b"ZPOPMIN", b"ZPOPMIN"]

@@ -114,10 +114,14 @@ def call_many(wire: Codec, commands: Sequence[Sequence[Any]], kind: int = SAFE,
             exc_now = exc
         except Cancelled:
             if sent:
-                while len(replies) < len(cmds):
-                    replies.append((yield RECV_RAW))
-                if on_cancel is not None:
-                    yield from on_cancel(replies)
+                try:
+                    while len(replies) < len(cmds):
+                        replies.append((yield RECV_RAW))
+                except Redirected:  # refused by a cluster node: the rest did not run
+                    pass
+                else:
+                    if on_cancel is not None:
+                        yield from on_cancel(replies)
             raise
         else:
             for args, reply in zip(commands, replies):
@@ -186,7 +190,7 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
             raise lost(POPS, args, exc, label=label) from exc
         except Cancelled:
             if sent:  # popped, never delivered: put the items back
-                yield from put_back(wire, args[3] if source is not None else args[1], (yield RECV_PAIRS))
+                yield from put_back(wire, args[3] if source is not None else args[1], (yield from read_popped()))
             raise
         if not isinstance(reply, kinds.RESPONSE):
             items, failures = reply
@@ -195,6 +199,15 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
             raise named_error(reply, args, label)
         reloads += 1
         yield from call(wire, ("SCRIPT", "LOAD", source))
+
+
+def read_popped() -> Plan[Any]:
+    """The ``(member, score)`` pairs of a pop in flight that will not be
+    delivered, or None if a cluster node refused it (it did not run)."""
+    try:
+        return (yield RECV_PAIRS)
+    except Redirected:
+        return None
 
 
 def put_back(wire: Codec, key: Any, pairs: Any) -> Plan[None]:
@@ -206,4 +219,4 @@ def put_back(wire: Codec, key: Any, pairs: Any) -> Plan[None]:
         yield from call(wire, restore)
 
 
-__all__ += ["SAFE", "ONCE", "POPS", "put_back"]
+__all__ += ["SAFE", "ONCE", "POPS", "put_back", "read_popped"]

@@ -7,11 +7,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from redset._codec import Codec
 from redset._core import kinds
 
-from redset._core.calls import follow, lost, put_back
+from redset._core.calls import follow, lost, put_back, read_popped
 from redset._core.errors import named_error
 from redset.exceptions import DeserializationError
 from redset._core.steps import (
-    POP, POPS, RECV_PAIRS, Cancelled, Cmd, Deliver, NotSent, Plan, Recv, Redirected, Send,
+    POP, POPS, Cancelled, Cmd, Deliver, NotSent, Plan, Recv, Redirected, Send,
     StopDelivery,
 )
 
@@ -68,7 +68,7 @@ def pop_batches(wire: Codec, make_request: Callable[[], Sequence[Any]], batch_si
             except Cancelled:
                 while sent:  # popped, never delivered: put them back
                     sent -= 1
-                    yield from put_back(wire, restore_key, (yield RECV_PAIRS))
+                    yield from put_back(wire, restore_key, (yield from read_popped()))
                 raise
             sent -= 1
             args = pending.pop(0)
@@ -102,4 +102,4 @@ def _put_back(wire: Codec, key: bytes, sent: int) -> Plan[None]:
     """Read the pop still in flight (if any) and put its members back at
     their scores: they were popped but never handed over."""
     if sent:
-        yield from put_back(wire, key, (yield RECV_PAIRS))
+        yield from put_back(wire, key, (yield from read_popped()))

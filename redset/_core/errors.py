@@ -1,6 +1,7 @@
 """Server errors that say which key and which operation they are about."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional, Sequence, Tuple, TypeVar
 
 
@@ -33,6 +34,13 @@ def named_error(reply: E, args: Sequence[Any], label: Optional[str] = None) -> E
     """The server's error reply in its own class (the client library's), its words first, then
     the operation and the key: ``WRONGTYPE ... (ZADD on 'jobs')``."""
     op, key = name_of(args, label)
-    error = type(reply)("%s (%s on %r)" % (reply, op, key))
+    text = "%s (%s on %r)" % (reply, op, key)
+    try:
+        error = type(reply)(text)
+    except Exception:  # a class that parses its message (MovedError: "slot host:port")
+        error = copy.copy(reply)
+        error.args = (text,)
+        if hasattr(error, "message"):
+            error.message = text
     error.__cause__ = reply
     return error

@@ -341,6 +341,7 @@ class ClusterDriver(ClusterRouting, SyncDriver):
                 elif req.mode == RAW:
                     all_refused = bool(refusal(_read_raw(st.conn))) and all_refused
                 else:
+                    assert st.pops is not None  # the reply just read was a pop's
                     other, _ = self._read_pop(st.conn, st.stream, st.pops, RECV_PAIRS)
                     all_refused = bool(refusal(other)) and all_refused
                 st.unread -= 1

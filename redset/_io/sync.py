@@ -92,7 +92,7 @@ class SyncDriver(_Driver):
     def __init__(self, client: Any, wire: Codec, socket_pops: Optional[bool], lib: ClientLib = REDIS_PY) -> None:
         self.client = client
         self.lib = lib
-        self.pool = getattr(client, "connection_pool", None)
+        self.pool: Any = getattr(client, "connection_pool", None)
         self.wire = wire
         self.socket_pops = socket_pops
         self._buffers: List[memoryview] = []
