@@ -40,12 +40,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    if "single" not in _topologies():
-        # Only the tests that run on the topology's client: the rest run on one server.
-        kept = [item for item in items if "topology" in getattr(item, "fixturenames", ())]
-        if len(kept) < len(items):
-            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-            items[:] = kept
+    cluster_only = "single" not in _topologies()
+
+    def runs_here(item: Any) -> bool:
+        on_cluster = getattr(item, "callspec", None) is not None and item.callspec.params.get("topology") == "cluster"
+        if on_cluster and "single_server" in item.keywords:
+            return False  # needs one server: it runs with topology=single
+        # With cluster only: just the tests that use the topology's client.
+        return not cluster_only or "topology" in getattr(item, "fixturenames", ())
+
+    kept = [item for item in items if runs_here(item)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     if config.getoption("--no-c-extensions"):
         skip = pytest.mark.skip(reason="--no-c-extensions (or REDSET_NO_EXTENSIONS) was given")
         for item in items:
