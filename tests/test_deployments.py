@@ -141,12 +141,21 @@ def tls_server() -> Iterator[Any]:
         pytest.skip("needs a server built with TLS (Debian's redis-server, or REDSET_TEST_TLS_SERVER) "
                     "and openssl")
     certs = tempfile.mkdtemp(prefix="redset-tls-")
+    # Extensions a strict verifier asks for (Python 3.13 sets VERIFY_X509_STRICT).
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "2", "-subj", "/CN=redset test CA", cwd=certs)
+             "-days", "2", "-subj", "/CN=redset test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-addext", "subjectKeyIdentifier=hash", cwd=certs)
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
              "-subj", "/CN=127.0.0.1", cwd=certs)
     with open(os.path.join(certs, "san.ext"), "w") as fh:
-        fh.write("subjectAltName=IP:127.0.0.1\n")
+        fh.write("subjectAltName=IP:127.0.0.1\n"
+                 "basicConstraints=CA:FALSE\n"
+                 "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                 "extendedKeyUsage=serverAuth\n"
+                 "subjectKeyIdentifier=hash\n"
+                 "authorityKeyIdentifier=keyid,issuer\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=certs)
     tls_port = free_port()
