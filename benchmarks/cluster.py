@@ -30,6 +30,7 @@ import redis.asyncio.cluster
 from redis.cluster import RedisCluster
 
 import redset
+import redset._wire
 from redset.testing import LocalCluster, LocalServer
 
 
@@ -39,13 +40,12 @@ def _pin(pid: int, cpu: int) -> None:
 
 
 def _timed(fn: Callable[[], Any]) -> Tuple[float, float]:
-    """(seconds, client CPU seconds) of ``fn()``."""
-    cpu0 = os.times()
+    """(seconds, client CPU seconds: user + system of this process) of ``fn()``."""
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     fn()
     wall = time.perf_counter() - t0
-    cpu1 = os.times()
-    return wall, (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return wall, time.process_time() - cpu0
 
 
 def _sync_case(client: Any, items: List[str]) -> Dict[str, Tuple[float, float]]:
@@ -66,25 +66,20 @@ def _async_case(make_client: Callable[[], Any], items: List[str]) -> Dict[str, T
         try:
             s = aredset.SortedSet(client, "bench:w1")
             await s.clear()
-            cpu0, t0 = os.times(), time.perf_counter()
+            cpu0, t0 = time.process_time(), time.perf_counter()
             await s.add_many(items, scores=range(len(items)))
-            add = (time.perf_counter() - t0, _cpu_since(cpu0))
-            cpu0, t0 = os.times(), time.perf_counter()
+            add = (time.perf_counter() - t0, time.process_time() - cpu0)
+            cpu0, t0 = time.process_time(), time.perf_counter()
             n = 0
             async for batch in s.drain(1000):
                 n += len(batch)
-            drain = (time.perf_counter() - t0, _cpu_since(cpu0))
+            drain = (time.perf_counter() - t0, time.process_time() - cpu0)
             assert n == len(items), n
             return {"add_many": add, "drain": drain}
         finally:
             await client.aclose()
 
     return asyncio.run(run())
-
-
-def _cpu_since(cpu0: Any) -> float:
-    cpu1 = os.times()
-    return (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
 
 
 def main(argv: Any = None) -> int:
@@ -150,7 +145,7 @@ def main(argv: Any = None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"n": args.n, "repeat": args.repeat, "python": platform.python_version(),
                        "redis_py": redis.__version__, "server": cluster.version,
-                       "compiled": redset.compiled if hasattr(redset, "compiled") else None,
+                       "codec": "compiled" if redset._wire.impl is redset._wire.compiled else "pure",
                        "load": os.getloadavg(), "rows": rows}, fh, indent=1)
     return 0
 

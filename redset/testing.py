@@ -316,19 +316,30 @@ class LocalCluster:
                 return self._port(fields)
         raise RuntimeError("the primary at %d has no replica" % port)
 
-    def failover(self, slot: int, timeout: float = 30.0) -> Tuple[int, int]:
+    def failover(self, slot: int, timeout: float = 60.0, attempt_timeout: float = 8.0) -> Tuple[int, int]:
         """Promote a replica of ``slot``'s primary with ``CLUSTER FAILOVER``
         (the manual, lossless kind) and wait until the cluster agrees; return
-        (old primary port, new primary port)."""
+        (old primary port, new primary port).
+
+        A manual failover needs a replica whose link to its primary is up (a
+        node demoted a moment ago may still be syncing): this waits for that,
+        and asks again when an attempt lapses (the server gives up on its own
+        after a few seconds, e.g. when the primary was too busy to pause)."""
+        deadline = time.monotonic() + timeout
         old = self.primary_of(slot)
         new = self.replica_of(old)
-        self.cli_call(new, "CLUSTER", "FAILOVER")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.primary_of(slot) == new and "role:master" in self.cli_call(new, "INFO", "replication"):
-                self.wait_ok(timeout)
-                return old, new
+        while "master_link_status:up" not in self.cli_call(new, "INFO", "replication"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica %d of %d never got in sync" % (new, old))
             time.sleep(0.05)
+        while time.monotonic() < deadline:
+            self.cli_call(new, "CLUSTER", "FAILOVER")
+            attempt_end = min(deadline, time.monotonic() + attempt_timeout)
+            while time.monotonic() < attempt_end:
+                if self.primary_of(slot) == new and "role:master" in self.cli_call(new, "INFO", "replication"):
+                    self.wait_ok(timeout)
+                    return old, new
+                time.sleep(0.05)
         raise RuntimeError("failover of slot %d to %d did not happen" % (slot, new))
 
     def move_slot(self, slot: int, to_port: int, batch: int = 10, timeout: float = 60.0) -> int:
