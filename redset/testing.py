@@ -295,7 +295,8 @@ class LocalCluster:
     def primary_of(self, slot: int) -> int:
         """The port of the primary serving ``slot``."""
         for fields in self._shards():
-            if "master" not in fields[2] or "fail" in fields[2]:
+            flags = fields[2].split(",")
+            if "master" not in flags or "fail" in flags:  # "fail?" (suspected, under load) still serves
                 continue
             for span in fields[8:]:
                 if span.startswith("["):
@@ -312,7 +313,8 @@ class LocalCluster:
         """The port of a replica of the primary at ``port``."""
         primary = self.node_id(port)
         for fields in self._shards():
-            if "slave" in fields[2] and fields[3] == primary and "fail" not in fields[2]:
+            flags = fields[2].split(",")
+            if "slave" in flags and fields[3] == primary and "fail" not in flags:
                 return self._port(fields)
         raise RuntimeError("the primary at %d has no replica" % port)
 
@@ -336,7 +338,11 @@ class LocalCluster:
             self.cli_call(new, "CLUSTER", "FAILOVER")
             attempt_end = min(deadline, time.monotonic() + attempt_timeout)
             while time.monotonic() < attempt_end:
-                if self.primary_of(slot) == new and "role:master" in self.cli_call(new, "INFO", "replication"):
+                try:
+                    promoted = self.primary_of(slot) == new
+                except RuntimeError:  # mid-switch, a node may see no primary for a moment
+                    promoted = False
+                if promoted and "role:master" in self.cli_call(new, "INFO", "replication"):
                     self.wait_ok(timeout)
                     return old, new
                 time.sleep(0.05)
@@ -366,7 +372,7 @@ class LocalCluster:
         for port in (to_port, source):
             self.cli_call(port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
         for fields in self._shards():
-            if "master" in fields[2] and "fail" not in fields[2]:
+            if "master" in fields[2].split(",") and "fail" not in fields[2].split(","):
                 self.cli_call(self._port(fields), "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
         self.wait_ok(timeout)
         return moved
