@@ -76,7 +76,8 @@ def refusal(reply: Any) -> Any:
         if isinstance(reply, kinds.ASK):
             kind = "MOVED" if isinstance(reply, kinds.MOVED) else "ASK"
             return kind, int(reply.slot_id), reply.host, int(reply.port)  # type: ignore[attr-defined]
-        return "TRYAGAIN", 0, None, 0
+        down = any(cls.__name__ == "ClusterDownError" for cls in type(reply).__mro__)
+        return ("CLUSTERDOWN" if down else "TRYAGAIN"), 0, None, 0
     words = str(reply).split()
     if not words or words[0] not in _REFUSALS:
         return None
@@ -85,11 +86,7 @@ def refusal(reply: Any) -> Any:
             return None
         host, _, port = words[2].rpartition(":")
         return words[0], int(words[1]), host, int(port)
-    return "TRYAGAIN", 0, None, 0
-
-
-def _cluster_down() -> Any:
-    return tuple(cls for cls in kinds.REFUSED if cls.__name__ == "ClusterDownError")
+    return words[0], 0, None, 0
 
 
 def refresh_slots(cluster: Any) -> None:
@@ -199,7 +196,7 @@ class ClusterRouting:
             st.ask = (host, port)
         else:  # TRYAGAIN (the slot's keys are split mid-move: same node, later), CLUSTERDOWN
             self.redirects["tryagain"] += 1
-            self._stale = str(answer).startswith("CLUSTERDOWN") or isinstance(answer, _cluster_down())
+            self._stale = kind == "CLUSTERDOWN"
             delay = TRYAGAIN_DELAY
         return Redirected(answer, delay)
 
