@@ -55,6 +55,13 @@ def _twin_kwargs(client: Any) -> Dict[str, Any]:
     return kwargs
 
 
+def _cluster_twin_kwargs(client: Any) -> Dict[str, Any]:
+    """Where a twin of a cluster client starts (its default node) and its protocol."""
+    node = client.get_default_node()
+    kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items() if k in ("protocol",)}
+    return dict(kwargs, host=node.host, port=node.port)
+
+
 class SyncTwins:
     """One ``valkey.Valkey`` twin per redis-py client, closed at the end of a test."""
 
@@ -84,9 +91,8 @@ class SyncTwins:
 
         twin = self.by_id.get(id(client))
         if twin is None:
-            node = client.get_default_node()
-            kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items() if k in ("protocol",)}
-            twin = self.by_id[id(client)] = ValkeyCluster(host=node.host, port=node.port, **kwargs)
+            kwargs = _cluster_twin_kwargs(client)
+            twin = self.by_id[id(client)] = ValkeyCluster(**kwargs)
         return twin
 
     def close(self) -> None:
@@ -131,13 +137,12 @@ class AsyncClients:
         return twin
 
     async def _cluster_twin(self, client: Any) -> Any:
-        node = client.get_default_node()
-        kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items() if k in ("protocol",)}
+        kwargs = _cluster_twin_kwargs(client)
         if self.lib == "valkey":
             from valkey.asyncio.cluster import ValkeyCluster
 
-            return ValkeyCluster(host=node.host, port=node.port, **kwargs)
-        return redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port, **kwargs)
+            return ValkeyCluster(**kwargs)
+        return redis.asyncio.cluster.RedisCluster(**kwargs)
 
     def close(self) -> None:
         for twin in self.by_id.values():
