@@ -38,6 +38,7 @@ from redset._core import adds, consuming, leasing, locking, pops, reads
 from redset._core.config import SetConfig, TimeScored
 from redset._core.steps import Plan
 from redset._io.aio import make_async_driver
+from redset._io.shards import AsyncShardDriver
 from redset.exceptions import StaleLeaseError
 from redset.sets import check_batch_size, check_take
 
@@ -98,6 +99,7 @@ class SortedSet(SetConfig):
     _check_client = staticmethod(_require_async_client)
     _driver_factory = staticmethod(make_async_driver)
     _lock_class = Lock
+    _shard_driver_factory = AsyncShardDriver
 
     async def _run(self, plan: Plan[Any]) -> Any:
         return await self._io.run(plan)
@@ -197,6 +199,9 @@ class SortedSet(SetConfig):
     async def ack_many(self, leases: Iterable["Lease"]) -> int:
         """Ack many leases in one round trip per 1,000 (see :meth:`redset.sets.SortedSet.ack_many`)."""
         todo = [x for x in leases if not x.settled]
+        for lease in todo:
+            if not self._owns(lease):
+                raise ValueError("lease of %r given to ack_many of %r" % (lease._set.name, self.name))
         acked, stale = await self._run(leasing.ack_many(self, todo))
         if stale:
             err = StaleLeaseError("%d of %d leases on %r were no longer held; the other %d were acked"
@@ -207,7 +212,7 @@ class SortedSet(SetConfig):
 
     async def in_flight(self) -> int:
         """The number of leased items not yet acked, nacked or reclaimed."""
-        return int(await self._run(reads.zcard(self, self._lease_keys[1])))
+        return int(await self._run(reads.in_flight(self)))
 
     async def dead_letters(self, num: int = 100) -> List[Any]:
         """Up to ``num`` items in the dead-letter set, without removing them."""
@@ -215,7 +220,7 @@ class SortedSet(SetConfig):
 
     async def dead_count(self) -> int:
         """The number of items in the dead-letter set."""
-        return int(await self._run(reads.zcard(self, self._lease_keys[4])))
+        return int(await self._run(reads.dead_count(self)))
 
     async def requeue_dead(self, num: int = 1000) -> int:
         """Move up to ``num`` dead letters back into the set at their original scores."""

@@ -147,6 +147,9 @@ class AddOutcome:
     :ivar not_sent_from: the index of the first item never sent; every item
         from there on was not sent (for an iterator, the items after
         ``consumed`` were not even taken from it).
+    :ivar not_sent: items before ``not_sent_from`` that were not sent either
+        (a sharded set sends a round of input to all its shards at once; a
+        shard that failed leaves the rest of its part of the round unsent).
     :ivar consumed: how many items were taken from the input.
     :ivar added: new members the server reported for the stored ranges.
 
@@ -158,6 +161,7 @@ class AddOutcome:
         self.stored: Ranges = []
         self.refused: Ranges = []
         self.unknown: Ranges = []
+        self.not_sent: Ranges = []
         self.not_sent_from: Optional[int] = None
         self.consumed = 0
         self.added = 0
@@ -174,7 +178,7 @@ class AddOutcome:
     def retry_ranges(self) -> Ranges:
         """The ranges to send again: refused, unknown, and never sent (up to ``consumed``)."""
         out: Ranges = []
-        for start, stop in sorted(self.refused + self.unknown):
+        for start, stop in sorted(self.refused + self.unknown + self.not_sent):
             self._append(out, start, stop)
         if self.not_sent_from is not None:
             self._append(out, self.not_sent_from, self.consumed)
@@ -195,6 +199,8 @@ class AddOutcome:
 
         text = "stored: %s; refused: %s; unknown: %s" % (
             words(self.stored), words(self.refused), words(self.unknown))
+        if self.not_sent:
+            text += "; not sent: %s" % words(self.not_sent)
         if self.not_sent_from is not None and self.not_sent_from < self.consumed:
             text += "; not sent: %d-%d" % (self.not_sent_from, self.consumed - 1)
         if self.not_sent_from is not None:

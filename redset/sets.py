@@ -17,6 +17,7 @@ from redset._core import adds, leasing, pops, reads
 from redset._core.config import SetConfig, TimeScored
 from redset._core.steps import Plan
 from redset._io.sync import make_driver
+from redset._io.shards import ShardDriver
 from redset.exceptions import StaleLeaseError
 from redset.leases import Consumer, Lease
 from redset.locks import Lock
@@ -81,6 +82,7 @@ class SortedSet(SetConfig):
     _check_client = staticmethod(require_sync_client)
     _driver_factory = staticmethod(make_driver)
     _lock_class = Lock
+    _shard_driver_factory = ShardDriver
 
     def _run(self, plan: Plan[Any]) -> Any:
         return self._io.run(plan)
@@ -218,7 +220,7 @@ class SortedSet(SetConfig):
         """
         todo = [x for x in leases if not x.settled]
         for lease in todo:
-            if lease._set is not self:
+            if not self._owns(lease):
                 raise ValueError("lease of %r given to ack_many of %r" % (lease._set.name, self.name))
         acked, stale = self._run(leasing.ack_many(self, todo))
         if stale:
@@ -231,7 +233,7 @@ class SortedSet(SetConfig):
 
     def in_flight(self) -> int:
         """The number of leased items not yet acked, nacked or reclaimed."""
-        return int(self._run(reads.zcard(self, self._lease_keys[1])))
+        return int(self._run(reads.in_flight(self)))
 
     def dead_letters(self, num: int = 100) -> List[Any]:
         """Up to ``num`` items in the dead-letter set, without removing them."""
@@ -239,7 +241,7 @@ class SortedSet(SetConfig):
 
     def dead_count(self) -> int:
         """The number of items in the dead-letter set."""
-        return int(self._run(reads.zcard(self, self._lease_keys[4])))
+        return int(self._run(reads.dead_count(self)))
 
     def requeue_dead(self, num: int = 1000) -> int:
         """Move up to ``num`` dead letters back into the set at their original scores."""

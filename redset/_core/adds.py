@@ -73,6 +73,8 @@ def push_wake(cfg: SetConfig, waiting: int, count: int) -> Plan[None]:
 
 def add(cfg: SetConfig, item: Any, score: Any, flags: Tuple[bytes, ...]) -> Plan[Any]:
     """Add one item; return the score used."""
+    if cfg._shard_sets is not None:
+        return (yield from sharding.add(cfg, item, score, flags))
     if score is None:
         score = cfg.scorer(item)
     wire = cfg._wire_impl
@@ -97,18 +99,21 @@ def add_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], pairs: List[An
 
 
 def add_many(cfg: SetConfig, items: Iterable[Any], scores: Optional[Iterable[Any]],
-             flags: Tuple[bytes, ...], start: int = 0) -> Plan[int]:
+             flags: Tuple[bytes, ...], start: int = 0, wake_up: bool = True) -> Plan[int]:
     """Add every item, chunked; return the number of new members.
 
     ``start``: the index of ``items[0]`` in the caller's whole input (error
-    messages and outcomes name input indices).
+    messages and outcomes name input indices). ``wake_up``: wake waiting
+    consumers at the end (a sharded set wakes once, after all its rounds).
     """
+    if cfg._shard_sets is not None:
+        return (yield from sharding.add_many(cfg, items, scores, flags))
     chunks = cfg._chunks(items, scores, start)
     if cfg.leased:
         added = yield from _add_many_unless_inflight(cfg, flags, chunks, start)
     else:
         added = yield from zadd_window(cfg, flags, chunks, start)
-    if added or flags != (b"NX",):
+    if wake_up and (added or flags != (b"NX",)):
         # New members, or scores that may have moved earlier: tell waiters.
         yield from wake(cfg, added or 1)
     return added
@@ -253,3 +258,7 @@ def _zadd_args(wire: Any, key: bytes, flags: Tuple[bytes, ...], items: Any, scor
 
 
 __all__ += ["SAFE"]
+
+
+# Last: the sharded plans build on the plans above.
+from redset._core import sharding  # noqa: E402

@@ -165,10 +165,11 @@ def script(wire: Codec, source: str, keys: Sequence[Any], args: Sequence[Any],
 
 
 def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
-        source: Optional[str] = None) -> Plan[Tuple[List[Any], List[Tuple[bytes, BaseException]]]]:
+        source: Optional[str] = None, scored: bool = False) -> Plan[Tuple[List[Any], List[Tuple[bytes, BaseException]]]]:
     """Run one pop (ZPOPMIN, or the script ``source`` called by ``args``) and
     return ``(items, failures)``: the members decoded, and the raw bytes and
-    error of each that failed to decode.
+    error of each that failed to decode. With ``scored``, ``items`` are the
+    raw ``(member, score)`` pairs, not decoded, and ``failures`` is empty.
 
     :raises PopOutcomeUnknown: the connection failed after the pop was sent.
     """
@@ -180,7 +181,7 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
         try:
             yield Send(cmd)
             sent = True
-            reply = yield Recv(POP, codec, loads)
+            reply = yield (RECV_PAIRS if scored else Recv(POP, codec, loads))
         except Redirected as exc:  # refused by the node: the pop did not run
             redirects = yield from follow(exc, redirects, args, label)
             continue
@@ -193,6 +194,8 @@ def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
                 yield from put_back(wire, args[3] if source is not None else args[1], (yield from read_popped()))
             raise
         if not isinstance(reply, kinds.RESPONSE):
+            if scored:
+                return reply, []
             items, failures = reply
             return items, failures
         if source is None or not is_noscript(reply) or reloads == NOSCRIPT_RELOADS:

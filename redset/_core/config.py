@@ -9,7 +9,10 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
+import zlib
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from redis.crc import key_slot
 
 from redset import _wire
 from redset._codec import Codec
@@ -78,6 +81,50 @@ def _zadd_flags(nx: bool, xx: bool, gt: bool, lt: bool) -> Tuple[bytes, ...]:
 
 
 
+#: The most shards a set may have.
+MAX_SHARDS = 256
+_SLOTS = 16384
+
+
+def check_shards(shards: Any) -> int:
+    """Check the ``shards`` argument of a set; return it as an int (1: not sharded)."""
+    if shards is None:
+        return 1
+    if isinstance(shards, bool) or not isinstance(shards, int):
+        raise TypeError("shards must be an int, got %s" % type(shards).__name__)
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ValueError("shards must be between 1 and %d, got %d" % (MAX_SHARDS, shards))
+    return int(shards)
+
+
+def shard_names(name: str, shards: int) -> List[str]:
+    """The keys of the ``shards`` shards of the set ``name``.
+
+    Shard ``i`` is ``{<name>:<i>}`` (braces of ``name`` dropped), or
+    ``{<name>:<i>.<j>}`` for the first ``j`` that puts its hash slot in the
+    ``i``-th of ``shards`` equal slot ranges: a cluster made with
+    ``valkey-cli --cluster create`` (or ``redis-cli``) gives each primary an
+    equal range of slots, so K shards on M primaries (K a multiple of M) are
+    spread evenly over them. Every client computes the same names.
+    """
+    base = name.replace("{", "").replace("}", "")
+    out = []
+    for i in range(shards):
+        j = 0
+        while True:
+            tag = "%s:%d" % (base, i) if j == 0 else "%s:%d.%d" % (base, i, j)
+            if key_slot(tag.encode("utf-8")) * shards // _SLOTS == i:
+                break
+            j += 1
+        out.append("{%s}" % tag)
+    return out
+
+
+def shard_index(member: bytes, shards: int) -> int:
+    """The shard of an encoded member: ``crc32(member) % shards``."""
+    return zlib.crc32(member) % shards
+
+
 def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
     """Return the keys ``(main, inflight, leases, counts, dead)`` of a set.
 
@@ -114,6 +161,8 @@ class SetConfig:
     _driver_factory: Callable[[Any, Codec, Optional[bool], bytes], Any]
     #: The class of :attr:`lock`; set by each facade.
     _lock_class: Callable[..., Any]
+    #: Builds the driver of a sharded set (from the set); set by each facade.
+    _shard_driver_factory: Callable[[Any], Any]
 
     @staticmethod
     def _check_client(client: Any, cls_name: str) -> None:
@@ -138,8 +187,10 @@ class SetConfig:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_deliveries: Optional[int] = None,
         leased: bool = False,
+        shards: Optional[int] = None,
     ) -> None:
         self._check_client(redis_client, type(self).__name__)
+        nshards = check_shards(shards)
         if duplicates is not None and duplicates not in _DUPLICATE_POLICIES:
             raise ValueError(
                 "duplicates must be one of %s, not %r" % (", ".join(_DUPLICATE_POLICIES), duplicates)
@@ -170,6 +221,57 @@ class SetConfig:
         self._driver: Any = None
         self.lock = self._lock_class(redis_client, "%s__lock" % (name,), expires=lock_expires,
                                      timeout=lock_timeout)
+        self._shard_turn = 0
+        self._shard_sets: Optional[List[Any]] = None
+        self._raw_sets: List[Any] = []
+        if nshards > 1:
+            # The shards: ordinary sets of this class under their own keys
+            # (``_raw_sets``: the same keys with the default codec, for adds
+            # of members the sharded set has already encoded).
+            names = shard_names(self._lease_keys[0], nshards)
+            common = dict(duplicates=duplicates, chunk_size=chunk_size, max_deliveries=max_deliveries,
+                          leased=leased)
+            dead = None if dead_letter_key is None else dead_letter_key.replace("{", "").replace("}", "")
+            self._shard_sets = [
+                type(self)(redis_client, n, scorer, serializer, lock_timeout, lock_expires,
+                           on_decode_error=on_decode_error, **common,  # type: ignore[arg-type]
+                           dead_letter_key=None if dead is None else "%s:%s" % (dead, n))
+                for n in names]
+            self._raw_sets = [type(self)(redis_client, n, **common) for n in names]  # type: ignore[arg-type]
+        self._sharded_init = True
+
+    #: Settings a sharded set passes on to its shards when they change.
+    _SHARED_SETTINGS = frozenset(("serializer", "duplicates", "on_decode_error", "chunk_size", "max_deliveries",
+                                  "leased", "redis", "_wire"))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in self._SHARED_SETTINGS and self.__dict__.get("_shard_sets"):
+            for shard in self._shard_sets:  # type: ignore[union-attr]
+                setattr(shard, name, value)
+            if name not in ("serializer", "on_decode_error"):
+                for shard in self._raw_sets:
+                    setattr(shard, name, value)
+
+    @property
+    def shards(self) -> int:
+        """How many shards this set is spread over (1: not sharded)."""
+        return 1 if self._shard_sets is None else len(self._shard_sets)
+
+    @property
+    def shard_sets(self) -> List[Any]:
+        """The shards of a sharded set (ordinary sets; empty if not sharded).
+
+        Each holds the members whose ``crc32`` maps to it; use them to look at
+        one shard (its length, or its node on a cluster). Adding to a shard
+        directly bypasses that mapping: an item added to the wrong shard is
+        not found by ``contains``/``score``/``discard`` and may be stored twice.
+        """
+        return list(self._shard_sets or ())
+
+    def _owns(self, lease: Any) -> bool:
+        """Whether ``lease`` came from this set (or one of its shards)."""
+        return lease._set is self or (self._shard_sets is not None and lease._set in self._shard_sets)
 
     @property
     def redis(self) -> Any:
@@ -185,6 +287,8 @@ class SetConfig:
     @property
     def _io(self) -> Any:
         """The driver that runs this set's plans."""
+        if self._driver is None and self._shard_sets is not None:
+            self._driver = type(self)._shard_driver_factory(self)
         if self._driver is None:
             driver = type(self)._driver_factory(self._redis, self._wire_impl, socket_pops(self._wire_impl),
                                                 self._key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ContextManager, List, Optional
 
-from redset._core import leasing, pops
+from redset._core import leasing, pops, sharding
 from redset._core.steps import Plan
 from redset.exceptions import OutcomeUnknown, StaleLeaseError
 
@@ -102,14 +102,22 @@ class ConsumerBase:
             return [x for x in current + self._batch if not x.settled]
 
 
+def _on_owner(c: ConsumerBase, lease: LeaseBase, plan: Plan[Any]) -> Plan[Any]:
+    """Run a plan about ``lease`` where its set lives: inline, or, when the
+    consumer's set is sharded, on the lease's shard."""
+    if lease._set is c._set:
+        return (yield from plan)
+    return (yield from sharding.on_shard(lease._set, plan))
+
+
 def _settle_quietly(c: ConsumerBase, lease: LeaseBase, ok: bool) -> Plan[None]:
     """Ack (``ok``) or nack one item; a lease lost meanwhile is someone else's now."""
     try:
         if ok:
-            yield from ack(lease)
+            yield from _on_owner(c, lease, ack(lease))
             c.acked += 1
         else:
-            yield from nack(lease, None, None)
+            yield from _on_owner(c, lease, nack(lease, None, None))
             c.nacked += 1
     except StaleLeaseError:
         pass  # it expired and was re-leased: the other consumer owns it now
@@ -175,6 +183,6 @@ def extend_held(c: ConsumerBase) -> Plan[None]:
     """Renew every lease the block holds; failures wait for the next round."""
     for lease in c._held():
         try:
-            yield from extend(lease, c.lease)
+            yield from _on_owner(c, lease, extend(lease, c.lease))
         except Exception:  # noqa: BLE001 - stale (someone else's now) or retried next interval
             pass

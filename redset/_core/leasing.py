@@ -119,6 +119,8 @@ def release_many(cfg: SetConfig, leases: Sequence[Any]) -> Plan[int]:
     They return at their original score and their delivery count is as
     before the take, so they are never dead-lettered for it.
     """
+    if cfg._shard_sets is not None:
+        return (yield from sharding.release_many(cfg, leases))
     released = 0
     for start in range(0, len(leases), 1000):
         args: List[Any] = []
@@ -138,6 +140,8 @@ def ack_many(cfg: SetConfig, leases: Sequence[Any]) -> Plan[Tuple[int, List[Any]
 
     Handles are marked ``settled`` as their acks are confirmed.
     """
+    if cfg._shard_sets is not None:
+        return (yield from sharding.ack_many(cfg, leases))
     acked = 0
     stale: List[Any] = []
     for start in range(0, len(leases), 1000):
@@ -157,13 +161,21 @@ def ack_many(cfg: SetConfig, leases: Sequence[Any]) -> Plan[Tuple[int, List[Any]
 
 def dead_letters(cfg: SetConfig, num: int) -> Plan[List[Any]]:
     """Up to ``num`` items in the dead-letter set, without removing them."""
+    if cfg._shard_sets is not None:
+        return (yield from sharding.dead_letters(cfg, num))
     reply = yield from call(cfg._wire_impl, ("ZRANGE", cfg._lease_keys[4], 0, int(num) - 1))
     return [cfg._load(raw) for raw in reply]
 
 
 def requeue_dead(cfg: SetConfig, num: int) -> Plan[int]:
     """Move up to ``num`` dead letters back into the set at their original scores."""
+    if cfg._shard_sets is not None:
+        return (yield from sharding.requeue_dead(cfg, num))
     moved = int((yield from script(cfg._wire_impl, scripts.REQUEUE_DEAD, cfg._lease_keys, (int(num),))))
     if moved:
         yield from wake(cfg, moved)
     return moved
+
+
+# Last: the sharded plans build on the plans above.
+from redset._core import sharding  # noqa: E402

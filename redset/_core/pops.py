@@ -44,6 +44,8 @@ def pop_items(cfg: SetConfig, num: int) -> Plan[Tuple[List[Any], int]]:
 def take(cfg: SetConfig, num: int, timeout: Optional[float], lease: Optional[float],
          read_timeout: Optional[float], lease_handle: Any = None) -> Plan[List[Any]]:
     """Pop (or lease) up to ``num`` items, waiting up to ``timeout`` for some."""
+    if cfg._shard_sets is not None:
+        return (yield from sharding.take(cfg, num, timeout, lease, read_timeout))
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         if lease is not None:
@@ -174,6 +176,8 @@ def wait_for_signal(cfg: SetConfig, seconds: float) -> Plan[bool]:
 
 def drain(cfg: SetConfig, batch_size: int) -> Plan[None]:
     """Deliver batches of items until the set is empty, the next pop in flight."""
+    if cfg._shard_sets is not None:
+        return (yield from sharding.drain(cfg, batch_size))
     wire = cfg._wire_impl
     if cfg._due_only:
         yield from call(wire, ("SCRIPT", "LOAD", scripts.POP_DUE))
@@ -194,3 +198,7 @@ def _flatten_pairs(reply: Any) -> List[Any]:
 
 
 _POP_DUE_SHA = scripts.sha1(scripts.POP_DUE)
+
+
+# Last: the sharded plans build on the plans above.
+from redset._core import sharding  # noqa: E402

@@ -35,11 +35,11 @@ flight, so none of them ran.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Generator, List, Optional, Sequence, Tuple, TypeVar
 
 __all__ = [
     "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent", "Cancelled",
-    "Redirected", "MAX_REDIRECTS",
+    "Redirected", "MAX_REDIRECTS", "Fan", "FanResult",
     "RAW", "POP", "PAIRS", "SAFE", "ONCE", "POPS", "Plan",
 ]
 
@@ -126,6 +126,43 @@ class Deliver:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+class Fan:
+    """Run each ``(set, plan)`` of ``jobs`` on that set's own driver, at the
+    same time, and answer with one :class:`FanResult` per job, in order.
+
+    Only a sharded set's plans yield it (its shards live on other keys, and
+    on a cluster on other nodes); such a plan yields nothing else but
+    :class:`Sleep` and :class:`Deliver`. Every job runs to its end, whatever
+    the others do. If the caller is interrupted meanwhile (asyncio
+    cancellation, KeyboardInterrupt), the driver still waits for every job,
+    then runs ``on_cancel(results)`` (a plan of the same kind, e.g. putting
+    popped items back) before it lets the interruption go on.
+    """
+
+    __slots__ = ("jobs", "on_cancel")
+
+    def __init__(self, jobs: Sequence[Tuple[Any, Any]],
+                 on_cancel: Optional[Callable[[List["FanResult"]], Any]] = None) -> None:
+        self.jobs = jobs
+        self.on_cancel = on_cancel
+
+
+class FanResult:
+    """What one job of a :class:`Fan` ended with: ``value``, or ``error``."""
+
+    __slots__ = ("value", "error")
+
+    def __init__(self, value: Any = None, error: Optional[BaseException] = None) -> None:
+        self.value = value
+        self.error = error
+
+    def get(self) -> Any:
+        """The value, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class StopDelivery(Exception):
