@@ -107,7 +107,7 @@ def add_many(cfg: SetConfig, items: Iterable[Any], scores: Optional[Iterable[Any
     consumers at the end (a sharded set wakes once, after all its rounds).
     """
     if cfg._shard_sets is not None:
-        return (yield from sharding.add_many(cfg, items, scores, flags))
+        return (yield from sharding.add_many(cfg, items, scores, flags, start))
     chunks = cfg._chunks(items, scores, start)
     if cfg.leased:
         added = yield from _add_many_unless_inflight(cfg, flags, chunks, start)

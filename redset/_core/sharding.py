@@ -127,7 +127,7 @@ def add(cfg: Any, item: Any, score_: Any, flags: Tuple[bytes, ...]) -> Plan[Any]
 
 
 def add_many(cfg: Any, items: Iterable[Any], scores: Optional[Iterable[Any]],
-             flags: Tuple[bytes, ...]) -> Plan[int]:
+             flags: Tuple[bytes, ...], start: int = 0) -> Plan[int]:
     """Encode and split the input by shard, then add each shard's part on its
     own connection, all shards at once, a round of ``chunk_size * K *
     ADD_WINDOW / 2`` input items at a time (memory stays bounded).
@@ -149,8 +149,8 @@ def add_many(cfg: Any, items: Iterable[Any], scores: Optional[Iterable[Any]],
     outcome = AddOutcome()
     added = 0
     added_per_shard = [0] * k
-    stored_to = 0  # every item before this index is stored
-    chunks = iter(cfg._chunks(items, scores))
+    outcome.consumed = stored_to = start  # every item from start to stored_to is stored
+    chunks = iter(cfg._chunks(items, scores, start))
     done = False
     while not done:
         members: List[List[bytes]] = [[] for _ in range(k)]
@@ -167,16 +167,17 @@ def add_many(cfg: Any, items: Iterable[Any], scores: Optional[Iterable[Any]],
                 outcome.consumed = offset + len(chunk_items)
                 for j, item in enumerate(chunk_items):
                     index = offset + j
-                    member = encode(codec, dumps, item, index, stored_to)
+                    member = encode(codec, dumps, item, index, stored_to - start)
                     sc = chunk_scores[j]
-                    check_score(sc, index, stored_to)
+                    check_score(sc, index, stored_to - start)
                     i = crc32(member) % k
                     members[i].append(member)
                     shard_scores[i].append(sc)
                     where[i].append(index)
                 size += len(chunk_items)
         except Exception as exc:  # bad input: nothing of this round was sent
-            outcome.after(stored_to, added)
+            AddOutcome._append(outcome.stored, start, stored_to)
+            outcome.added = added
             outcome.not_sent_from = stored_to
             raise with_outcome(exc, outcome) from None
         used = [i for i in range(k) if members[i]]
@@ -196,7 +197,7 @@ def add_many(cfg: Any, items: Iterable[Any], scores: Optional[Iterable[Any]],
             failed = failed or res.error
             _map_outcome(round_outcome, getattr(res.error, "outcome", None), where[i])
         if failed is not None:
-            outcome.stored = [(0, stored_to)] if stored_to else []
+            outcome.stored = [(start, stored_to)] if stored_to > start else []
             outcome.added = added + round_outcome.added
             for name in ("stored", "refused", "unknown", "not_sent"):
                 ranges = getattr(outcome, name)
