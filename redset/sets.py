@@ -77,6 +77,12 @@ class SortedSet(SetConfig):
     :param leased: this set is consumed with leases: adds skip items that
         are in flight (so an item being worked on is not queued twice), and
         adds wake consumers blocked in ``take(..., lease=..., timeout=...)``.
+    :param shards: spread the set over this many shards, each under its own
+        hash tag (``{name:0}``, ...), so that a cluster spreads it over its
+        primaries (default 1: one key). A member always goes to the same
+        shard, so deduplication holds; takes merge the shards by score (the
+        lowest item is always in the next take). Every client of a set must
+        use the same number. See docs/cluster.md, "Sharded sets".
     """
 
     _check_client = staticmethod(require_sync_client)

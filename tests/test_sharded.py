@@ -163,6 +163,7 @@ def test_leases_across_shards(r):
     assert [x.score for x in leases] == sorted(x.score for x in leases)
     assert s.in_flight() == 6 and len(s) == 0
     assert {x._set for x in leases} <= set(s.shard_sets) and len({x._set for x in leases}) > 1
+    assert s.ack_many([]) == 0
     assert s.ack_many(leases[:4]) == 4 and s.in_flight() == 2
     leases[4].nack()
     assert s.pop() == leases[4].item

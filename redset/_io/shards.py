@@ -125,6 +125,8 @@ class ShardDriver:
             st.close()
 
     def _fan(self, jobs: Jobs) -> Tuple[List[FanResult], Optional[BaseException]]:
+        if not jobs:
+            return [], None
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=max(1, len(self._shards) - 1), thread_name_prefix="redset-shards")
@@ -189,7 +191,7 @@ class AsyncShardDriver:
             return
         tasks = [asyncio.ensure_future(shard._io.run(plan)) for shard, plan in req.jobs]
         interrupted: Optional[BaseException] = None
-        while True:
+        while tasks:
             try:
                 await asyncio.wait(tasks)
                 break
