@@ -40,6 +40,7 @@ from redset._core.steps import Plan
 from redset._io.aio import make_async_driver
 from redset._io.shards import AsyncShardDriver
 from redset.exceptions import StaleLeaseError
+from redset.stats import InFlightItem, SetStats
 from redset.sets import check_batch_size, check_take
 
 __all__ = ["SortedSet", "TimeSortedSet", "ScheduledSet", "Lock", "Lease", "Consumer"]
@@ -213,6 +214,17 @@ class SortedSet(SetConfig):
     async def in_flight(self) -> int:
         """The number of leased items not yet acked, nacked or reclaimed."""
         return int(await self._run(reads.in_flight(self)))
+
+    async def stats(self) -> "SetStats":
+        """The set's figures in one round trip: length, due items, age of the
+        oldest due item, next due time, in flight, oldest lease, dead letters
+        (see :class:`redset.stats.SetStats` for what each means per class)."""
+        return await self._run(reads.stats(self))  # type: ignore[no-any-return]
+
+    async def in_flight_items(self, num: int = 100) -> List["InFlightItem"]:
+        """Up to ``num`` leased items (item, score, deliveries, deadline, when
+        taken), the earliest deadline first, without touching them."""
+        return list(await self._run(reads.in_flight_items(self, int(num))))
 
     async def dead_letters(self, num: int = 100) -> List[Any]:
         """Up to ``num`` items in the dead-letter set, without removing them."""

@@ -280,3 +280,36 @@ for i = 1, #ok, 1000 do
 end
 return out
 """
+
+# A set's figures in one call (``stats()``). KEYS: main, inflight, leases, dead.
+# ARGV[1]: now (UNIX time). Returns {length, due now, lowest score, lowest
+# score after now, in flight, earliest lease deadline, that lease's
+# "token score", dead letters}; absent values are nil.
+STATS = """
+local n = redis.call('ZCARD', KEYS[1])
+local due = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1])
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local inflight = redis.call('ZCARD', KEYS[2])
+local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local info = false
+if #first > 0 then info = redis.call('HGET', KEYS[3], first[1]) end
+return {n, due, head[2] or false, later[2] or false, inflight, first[2] or false, info or false,
+        redis.call('ZCARD', KEYS[4])}
+"""
+
+# The first ARGV[1] leases in flight, earliest deadline first.
+# KEYS: inflight, leases, deliveries. Returns member, deadline, "token score",
+# deliveries, ... (4 per lease).
+LIST_INFLIGHT = """
+local first = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local out = {}
+for i = 1, #first, 2 do
+  local m = first[i]
+  out[#out + 1] = m
+  out[#out + 1] = first[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], m) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[3], m) or '0'
+end
+return out
+"""

@@ -19,6 +19,7 @@ from redset._core.steps import Plan
 from redset._io.sync import make_driver
 from redset._io.shards import ShardDriver
 from redset.exceptions import StaleLeaseError
+from redset.stats import InFlightItem, SetStats
 from redset.leases import Consumer, Lease
 from redset.locks import Lock
 
@@ -240,6 +241,17 @@ class SortedSet(SetConfig):
     def in_flight(self) -> int:
         """The number of leased items not yet acked, nacked or reclaimed."""
         return int(self._run(reads.in_flight(self)))
+
+    def stats(self) -> "SetStats":
+        """The set's figures in one round trip: length, due items, age of the
+        oldest due item, next due time, in flight, oldest lease, dead letters
+        (see :class:`redset.stats.SetStats` for what each means per class)."""
+        return self._run(reads.stats(self))  # type: ignore[no-any-return]
+
+    def in_flight_items(self, num: int = 100) -> List["InFlightItem"]:
+        """Up to ``num`` leased items (item, score, deliveries, deadline, when
+        taken), the earliest deadline first, without touching them."""
+        return list(self._run(reads.in_flight_items(self, int(num))))
 
     def dead_letters(self, num: int = 100) -> List[Any]:
         """Up to ``num`` items in the dead-letter set, without removing them."""

@@ -318,3 +318,17 @@ def test_asyncio_cancelled_sharded_take_loses_nothing(aurl):
         await client.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("num", [1, 2, 8])
+def test_small_leased_takes_reclaim_expired_leases_on_empty_shards(r, num):
+    s = redset.SortedSet(r, "q", shards=4)
+    s.add_many(["only", "other"], [1, 2])
+    first = s.take(2, lease=0.1)
+    assert sorted(x.item for x in first) == ["only", "other"] and len(s) == 0
+    time.sleep(0.2)
+    again = s.take(num, lease=10)  # both shards' main sets are empty: only their leases expired
+    got = {x.item: x.deliveries for x in again}
+    assert len(got) == min(num, 2) and set(got.values()) == {2}
+    rest = s.take(2, lease=10)
+    assert {x.item for x in again} | {x.item for x in rest} == {"only", "other"}

@@ -143,8 +143,10 @@ def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
 
 
 def new_token() -> str:
-    """A random token naming one leased take or one waiter."""
-    return os.urandom(12).hex()
+    """A token naming one leased take or one waiter: the time it was made
+    (hex milliseconds, read by ``stats()`` as the lease's age), a dot, and
+    64 random bits."""
+    return "%x.%s" % (int(time.time() * 1000), os.urandom(8).hex())
 
 
 class SetConfig:
@@ -171,6 +173,8 @@ class SetConfig:
     _default_scorer: Callable[[Any], float] = staticmethod(_default_scorer)
     #: Only items whose score is <= now may be popped (ScheduledSet).
     _due_only = False
+    #: Scores are UNIX times (TimeSortedSet, ScheduledSet): a set has an age.
+    _time_scores = False
 
     def __init__(
         self,
@@ -412,3 +416,4 @@ class TimeScored:
     """Mixin: the default score is the time of add."""
 
     _default_scorer = staticmethod(_time_scorer)
+    _time_scores = True

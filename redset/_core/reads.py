@@ -4,12 +4,14 @@ from __future__ import annotations
 import time
 from typing import Any, List, Optional, Tuple
 
-from redset._core.calls import call, call_many
+from redset import scripts
+from redset._core.calls import call, call_many, script
 from redset._core.config import SetConfig
 from redset._core.steps import Plan
+from redset.stats import InFlightItem, SetStats, taken_at
 
 __all__ = ["count", "score", "peek", "peek_score", "available", "clear", "discard", "zcard", "in_flight",
-           "dead_count", "head_pairs"]
+           "dead_count", "head_pairs", "stats", "in_flight_items"]
 
 
 def zcard(cfg: SetConfig, key: Any) -> Plan[int]:
@@ -38,15 +40,71 @@ def dead_count(cfg: SetConfig) -> Plan[int]:
     return (yield from zcard(cfg, cfg._lease_keys[4]))
 
 
-def head_pairs(cfg: SetConfig, n: int) -> Plan[List[Tuple[bytes, float]]]:
-    """The ``n`` lowest ``(member, score)`` pairs (ScheduledSet: due ones)."""
+def head_pairs(cfg: SetConfig, n: int, expired: bool = False) -> Plan[List[Tuple[bytes, float]]]:
+    """The ``n`` lowest ``(member, score)`` pairs (ScheduledSet: due ones).
+
+    ``expired``: if a lease in flight has expired, answer ``[(member,
+    -inf)]`` for it instead (a leased take would reclaim it first).
+    """
     wire = cfg._wire_impl
+    now = wire.format_score(time.time())
     if cfg._due_only:
-        args: Tuple[Any, ...] = ("ZRANGEBYSCORE", cfg._key, "-inf", wire.format_score(time.time()),
-                                 "WITHSCORES", "LIMIT", 0, n)
+        args: Tuple[Any, ...] = ("ZRANGEBYSCORE", cfg._key, "-inf", now, "WITHSCORES", "LIMIT", 0, n)
     else:
         args = ("ZRANGE", cfg._key, 0, n - 1, "WITHSCORES")
-    return wire.decode_scored((yield from call(wire, args)))
+    if not expired:
+        return wire.decode_scored((yield from call(wire, args)))
+    replies = yield from call_many(wire, (args, ("ZRANGEBYSCORE", cfg._lease_keys[1], "-inf", now, "LIMIT", 0, 1)))
+    if replies[1]:
+        return [(replies[1][0], float("-inf"))]
+    return wire.decode_scored(replies[0])
+
+
+def _float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def stats(cfg: SetConfig) -> Plan[SetStats]:
+    """The set's figures, in one script call (see :class:`redset.stats.SetStats`)."""
+    if cfg._shard_sets is not None:
+        return (yield from sharding.stats(cfg))  # type: ignore[no-any-return]
+    wire = cfg._wire_impl
+    now = time.time()
+    keys = cfg._lease_keys
+    reply = yield from script(wire, scripts.STATS, (keys[0], keys[1], keys[2], keys[4]), (wire.format_score(now),))
+    length, due, head, later, inflight, _first_deadline, info, dead = (list(reply) + [None] * 8)[:8]
+    head_score = _float(head)
+    oldest_age: Optional[float] = None
+    if cfg._time_scores:
+        oldest_age = max(0.0, now - head_score) if head_score is not None else 0.0
+    lease_age = 0.0
+    if int(inflight or 0) and info is not None:
+        started = taken_at(_text(info).split(" ", 1)[0])
+        lease_age = max(0.0, now - started) if started is not None else 0.0
+    return SetStats(
+        name=cfg.name, length=int(length), due=int(due) if cfg._due_only else int(length),
+        oldest_age=oldest_age, next_due=_float(later) if cfg._due_only else None,
+        in_flight=int(inflight or 0), oldest_lease_age=lease_age, dead=int(dead or 0), time=now,
+    )
+
+
+def in_flight_items(cfg: SetConfig, num: int) -> Plan[List[InFlightItem]]:
+    """Up to ``num`` leases in flight, earliest deadline first."""
+    if cfg._shard_sets is not None:
+        return (yield from sharding.in_flight_items(cfg, num))
+    keys = cfg._lease_keys
+    reply = yield from script(cfg._wire_impl, scripts.LIST_INFLIGHT, (keys[1], keys[2], keys[3]), (int(num),))
+    out = []
+    for i in range(0, len(reply), 4):
+        member, deadline, info, deliveries = reply[i:i + 4]
+        token, _, score = _text(info).partition(" ")
+        out.append(InFlightItem(item=cfg._load(member), score=float(score or 0), deliveries=int(deliveries),
+                                deadline=float(deadline), taken_at=taken_at(token)))
+    return out
 
 
 def score(cfg: SetConfig, item: Any) -> Plan[Optional[float]]:

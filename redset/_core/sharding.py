@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from operator import itemgetter
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from redset import scripts
@@ -86,6 +87,19 @@ def clear(cfg: Any, keep_dead_letters: bool) -> Plan[int]:
     return sum((yield from _all(cfg, lambda sub: reads.clear(sub, keep_dead_letters))))
 
 
+def stats(cfg: Any) -> Plan[Any]:
+    from redset.stats import combine
+
+    return combine(cfg.name, (yield from _all(cfg, reads.stats)))
+
+
+def in_flight_items(cfg: Any, num: int) -> Plan[List[Any]]:
+    per_shard = yield from _all(cfg, lambda sub: reads.in_flight_items(sub, num))
+    merged = [x for items in per_shard for x in items]
+    merged.sort(key=lambda x: x.deadline)
+    return merged[:num]
+
+
 def score(cfg: Any, item: Any) -> Plan[Optional[float]]:
     sub = shard_of(cfg, item)
     return (yield from on_shard(sub, reads.score(sub, item)))  # type: ignore[no-any-return]
@@ -96,9 +110,16 @@ def discard(cfg: Any, item: Any) -> Plan[bool]:
     return bool((yield from on_shard(sub, reads.discard(sub, item))))
 
 
-def _heads(cfg: Any, n: int) -> Plan[List[Tuple[float, int, bytes]]]:
-    """The ``n`` lowest (score, shard, member) of every shard, merged by score."""
-    per_shard = yield from _all(cfg, lambda sub: reads.head_pairs(sub, n))
+def _heads(cfg: Any, n: int, expired_first: bool = False) -> Plan[List[Tuple[float, int, bytes]]]:
+    """The ``n`` lowest (score, shard, member) of every shard, merged by score.
+
+    ``expired_first``: a shard holding an expired lease comes first (score
+    -inf): a leased take there reclaims it, which no other take would do.
+    """
+    if expired_first:
+        per_shard = yield from _all(cfg, lambda sub: reads.head_pairs(sub, n, True))
+    else:
+        per_shard = yield from _all(cfg, lambda sub: reads.head_pairs(sub, n))
     merged = [(s, i, m) for i, pairs in enumerate(per_shard) for m, s in pairs]
     merged.sort(key=lambda x: (x[0], x[1]))
     return merged
@@ -186,23 +207,25 @@ def add_many(cfg: Any, items: Iterable[Any], scores: Optional[Iterable[Any]],
         results = yield Fan([(raws[i], adds.add_many(raws[i], members[i], shard_scores[i], flags, wake_up=False))
                              for i in used])
         failed: Optional[BaseException] = None
-        round_outcome = AddOutcome()
         for i, res in zip(used, results):
             if res.error is None:
                 added += int(res.value)
                 added_per_shard[i] += int(res.value)
-                for index in where[i]:
-                    AddOutcome._append(round_outcome.stored, index, index + 1)
-                continue
-            failed = failed or res.error
-            _map_outcome(round_outcome, getattr(res.error, "outcome", None), where[i])
+            else:
+                failed = failed or res.error
         if failed is not None:
+            round_outcome = AddOutcome()
+            for i, res in zip(used, results):
+                if res.error is None:
+                    round_outcome.stored.extend((x, x + 1) for x in where[i])
+                else:
+                    _map_outcome(round_outcome, getattr(res.error, "outcome", None), where[i])
             outcome.stored = [(start, stored_to)] if stored_to > start else []
             outcome.added = added + round_outcome.added
             for name in ("stored", "refused", "unknown", "not_sent"):
                 ranges = getattr(outcome, name)
-                for start, stop in _merged(getattr(round_outcome, name)):
-                    AddOutcome._append(ranges, start, stop)
+                for first, stop in _merged(getattr(round_outcome, name)):
+                    AddOutcome._append(ranges, first, stop)
             outcome.not_sent_from = outcome.consumed
             base = failed.__cause__ if getattr(failed, "outcome", None) is not None and \
                 failed.__cause__ is not None else failed
@@ -278,6 +301,9 @@ def _pop_scored(sub: Any, num: int, lease: Optional[float]) -> Plan[Tuple[List[T
     return entries, len(failures)
 
 
+_by_score = itemgetter(0)
+
+
 def _restore(cfg: Any, got: Dict[int, List[Tuple[float, Any, Any]]], lease: Optional[float]) -> Plan[None]:
     """Put back what a take popped but will not deliver (all shards at once)."""
     subs = _subs(cfg)
@@ -309,7 +335,7 @@ def take_round(cfg: Any, num: int, lease: Optional[float]) -> Plan[List[Any]]:
     k = len(subs)
     targets: Dict[int, int]
     if num < k:
-        heads = yield from _heads(cfg, 1)
+        heads = yield from _heads(cfg, 1, lease is not None)
         targets = {}
         for _, i, _ in heads:
             if len(targets) == num:
@@ -352,8 +378,10 @@ def take_round(cfg: Any, num: int, lease: Optional[float]) -> Plan[List[Any]]:
         # Ask the shards that may have more for what is missing.
         base, extra = divmod(missing, len(live))
         targets = {i: base + (1 if n < extra else 0) for n, i in enumerate(live) if base or n < extra}
+    if len(got) == 1:  # one shard: already in order
+        return [e[1] for entries in got.values() for e in entries]
     merged = [e for entries in got.values() for e in entries]
-    merged.sort(key=lambda e: e[0])
+    merged.sort(key=_by_score)  # runs already sorted: a merge, in C
     return [e[1] for e in merged]
 
 
