@@ -60,35 +60,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Progress:
-    """tqdm when installed, else one line per round on stderr."""
+    """A rich progress bar on a terminal, else one line per round on stderr."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.done, self.quiet, self.bar = total, 0, quiet, None
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.bar: Any = None
         if not quiet:
-            try:
-                from tqdm import tqdm
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-                self.bar = tqdm(total=total, unit="round", file=sys.stderr, dynamic_ncols=True)
-            except ImportError:
-                pass
+            console = Console(stderr=True)
+            if console.is_terminal:
+                self.bar = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TextColumn("rounds"),
+                                    TimeElapsedColumn(), TextColumn("{task.description}"), console=console)
+                self.task = self.bar.add_task("", total=total)
+                self.bar.start()
 
     def step(self, what: str) -> None:
         self.done += 1
         if self.bar is not None:
-            self.bar.set_postfix_str(what, refresh=False)
-            self.bar.update(1)
+            self.bar.update(self.task, advance=1, description=what)
         elif not self.quiet:
             print("[%d/%d] %s" % (self.done, self.total, what), file=sys.stderr, flush=True)
 
     def write(self, line: str) -> None:
         if self.bar is not None:
-            self.bar.write(line, file=sys.stderr)
+            self.bar.console.print(line, highlight=False, markup=False)
         elif not self.quiet:
             print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            self.bar.stop()
 
 
 def _load_average() -> Optional[List[float]]:

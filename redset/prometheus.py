@@ -32,9 +32,11 @@ metric (all gauges)                        value
 =========================================  =========================================
 
 What a set's scores mean is not stored in Redis: say it with the pattern's
-class (``{"jobs:*": ScheduledSet}``); a plain list of patterns reads every
-set as a :class:`~redset.TimeSortedSet` (scores are add times). A
-:class:`~redset.SortedSet`'s scores are priorities, so it has no age.
+class (``{"jobs:*": ScheduledSet}``). Patterns given without a class (a
+string or a list) guess it (:func:`redset.stats.guess_kind`): scores from
+1e9 on are UNIX times (items in the future are not due yet), lower scores
+are priorities. A :class:`~redset.SortedSet`'s scores are priorities, so it
+has no age.
 The keys a set owns beside itself (``...:inflight``, ``...:dead``,
 ``...:waiters``) are never reported as sets.
 """
@@ -51,8 +53,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the packaging test
         "redset.prometheus needs the prometheus-client package: pip install 'redset[prometheus]'"
     ) from exc
 
-from redset.sets import SortedSet, TimeSortedSet
-from redset.stats import SetStats, find_set_names
+from redset.sets import ScheduledSet, SortedSet
+from redset.stats import SetStats, find_set_names, guess_kind
 
 __all__ = ["RedsetCollector", "find_sets", "METRICS"]
 
@@ -71,23 +73,23 @@ METRICS: Tuple[Tuple[str, str, str], ...] = (
     ("redset_dead_letter_items", "Items in the dead-letter set.", "dead"),
 )
 
-Patterns = Union[str, Iterable[str], Mapping[str, Type[SortedSet]]]
+Patterns = Union[str, Iterable[str], Mapping[str, Optional[Type[SortedSet]]]]
 
 
-def _pattern_classes(patterns: Patterns) -> List[Tuple[str, Type[SortedSet]]]:
+def _pattern_classes(patterns: Patterns) -> List[Tuple[str, Optional[Type[SortedSet]]]]:
     if isinstance(patterns, str):
-        return [(patterns, TimeSortedSet)]
+        return [(patterns, None)]
     if isinstance(patterns, Mapping):
         out = []
         for pattern, cls in patterns.items():
-            if not (isinstance(cls, type) and issubclass(cls, SortedSet)):
+            if cls is not None and not (isinstance(cls, type) and issubclass(cls, SortedSet)):
                 raise TypeError("the class for %r must be a redset set class, not %r" % (pattern, cls))
             out.append((str(pattern), cls))
         return out
-    return [(str(p), TimeSortedSet) for p in patterns]
+    return [(str(p), None) for p in patterns]
 
 
-def find_sets(client: Any, patterns: Patterns, count: int = 1000) -> Iterator[Tuple[str, Type[SortedSet]]]:
+def find_sets(client: Any, patterns: Patterns, count: int = 1000) -> Iterator[Tuple[str, Optional[Type[SortedSet]]]]:
     """``(name, class)`` of every sorted set matching ``patterns`` (see
     :func:`redset.stats.find_set_names`); a name matched by several patterns
     comes once, with the first pattern's class."""
@@ -102,7 +104,7 @@ def find_sets(client: Any, patterns: Patterns, count: int = 1000) -> Iterator[Tu
 class RedsetCollector(Collector):
     """A Prometheus collector reporting the figures of every set that
     matches ``patterns`` (a pattern, a list of them, or a dict pattern ->
-    set class), read through ``client`` (a sync ``redis.Redis``,
+    set class, or None to guess), read through ``client`` (a sync ``redis.Redis``,
     ``RedisCluster``, or valkey-py's twins)."""
 
     def __init__(self, client: Any, patterns: Patterns, *, serializer: Any = None, count: int = 1000) -> None:
@@ -110,7 +112,7 @@ class RedsetCollector(Collector):
         self.patterns = _pattern_classes(patterns)  # checked now, not at the first scrape
         self.serializer = serializer
         self.count = count
-        self._sets: Dict[Tuple[str, Type[SortedSet]], SortedSet] = {}
+        self._sets: Dict[Tuple[str, Optional[Type[SortedSet]]], SortedSet] = {}
 
     def stats(self) -> Tuple[List[SetStats], int]:
         """The figures of every matching set, and how many could not be read."""
@@ -119,9 +121,9 @@ class RedsetCollector(Collector):
         for name, cls in find_sets(self.client, dict(self.patterns), self.count):
             s = self._sets.get((name, cls))
             if s is None:
-                s = self._sets[(name, cls)] = cls(self.client, name, serializer=self.serializer)
+                s = self._sets[(name, cls)] = (cls or ScheduledSet)(self.client, name, serializer=self.serializer)
             try:
-                found.append(s.stats())
+                found.append(s.stats() if cls is not None else guess_kind(s.stats()))
             except Exception as exc:  # noqa: BLE001 - one set's error must not hide the others
                 errors += 1
                 log.warning("could not read the figures of %s: %s", name, exc)

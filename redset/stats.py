@@ -22,10 +22,10 @@ far ahead cannot fire an alert.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional
 
-__all__ = ["SetStats", "InFlightItem", "taken_at", "find_set_names"]
+__all__ = ["SetStats", "InFlightItem", "taken_at", "find_set_names", "guess_kind"]
 
 #: Suffixes of the sorted sets a set owns beside itself (never reported as sets).
 COMPANION_SUFFIXES = (":inflight", ":dead", ":waiters")
@@ -51,6 +51,7 @@ class SetStats:
         flight.
     :ivar dead: items in the dead-letter set.
     :ivar time: the UNIX time the figures were computed for.
+    :ivar lowest_score: the lowest score in the set, due or not (None if empty).
     """
 
     name: str
@@ -62,6 +63,7 @@ class SetStats:
     oldest_lease_age: float
     dead: int
     time: float
+    lowest_score: Optional[float] = None
 
     def as_dict(self) -> Dict[str, Any]:
         """The figures as a dict (JSON-ready)."""
@@ -98,6 +100,23 @@ def taken_at(token: str) -> Optional[float]:
         return None
 
 
+#: Scores below this (2001-09-09 as a UNIX time) are read as priorities by
+#: :func:`guess_kind`, not as times.
+EARLIEST_TIME = 1e9
+
+
+def guess_kind(st: SetStats) -> SetStats:
+    """Figures read as a ScheduledSet's, made right for a set whose kind is
+    not known (``redset stats``/``watch``, the Prometheus collector without a
+    class): scores from :data:`EARLIEST_TIME` on are UNIX times (an item in
+    the future is not due yet, as in a ScheduledSet; a TimeSortedSet's items
+    are all due, so the figures are the same); lower scores are priorities,
+    which have no age and no due time."""
+    if st.lowest_score is not None and st.lowest_score < EARLIEST_TIME:
+        return replace(st, due=st.length, oldest_age=None, next_due=None)
+    return st
+
+
 def combine(name: str, parts: List[SetStats]) -> SetStats:
     """The figures of a sharded set from those of its shards."""
     ages = [p.oldest_age for p in parts if p.oldest_age is not None]
@@ -112,6 +131,7 @@ def combine(name: str, parts: List[SetStats]) -> SetStats:
         oldest_lease_age=max((p.oldest_lease_age for p in parts), default=0.0),
         dead=sum(p.dead for p in parts),
         time=max((p.time for p in parts), default=time.time()),
+        lowest_score=min((p.lowest_score for p in parts if p.lowest_score is not None), default=None),
     )
 
 

@@ -256,3 +256,201 @@ def test_server_refuses_a_port_in_use(server):
     out = run("server", "--port", port)
     assert out.returncode == 1
     assert "port %s on 127.0.0.1 is in use" % port in one_line_error(out)
+
+
+# -- the set commands: stats, watch, peek, add, drain, requeue-dead, metrics -------------
+import shutil  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+import redset  # noqa: E402
+from redset.testing import LocalServer, free_port  # noqa: E402
+
+
+def test_help_lists_every_command():
+    out = run("--help")
+    for command in ("stats", "watch", "peek", "add", "drain", "requeue-dead", "metrics", "bench", "demo",
+                    "server", "--version"):
+        assert command in out.stdout
+
+
+def test_stats_table_json_and_patterns(db_url):
+    r = redis.Redis.from_url(db_url)
+    now = time.time()
+    redset.TimeSortedSet(r, "jobs:a").add_many(["x", "y"], [now - 40, now - 1])
+    redset.ScheduledSet(r, "jobs:b").add_many(["later"], [now + 600])
+    redset.SortedSet(r, "prio").add_many(["p"], [3])
+    out = run("stats", "--url", db_url)
+    assert out.returncode == 0, out.stderr
+    assert "oldest age" in out.stdout and "jobs:a" in out.stdout and "prio" in out.stdout
+    out = run("stats", "jobs:*", "prio", "--json", env=_env(REDSET_URL=db_url))
+    rows = {row["name"]: row for row in json.loads(out.stdout)}
+    assert set(rows) == {"jobs:a", "jobs:b", "prio"}
+    assert rows["jobs:a"]["length"] == 2 and 39 < rows["jobs:a"]["oldest_age"] < 60
+    assert rows["jobs:b"]["due"] == 0 and rows["jobs:b"]["oldest_age"] == 0.0  # a future item is no alarm
+    assert abs(rows["jobs:b"]["next_due"] - (now + 600)) < 0.01
+    assert rows["prio"]["oldest_age"] is None  # priorities, not times
+    r.close()
+
+
+def test_set_errors_are_one_line(db_url):
+    r = redis.Redis.from_url(db_url)
+    r.set("text", "x")
+    out = run("stats", "nope", "--url", db_url)
+    assert out.returncode == 1 and "no set named 'nope'" in one_line_error(out)
+    out = run("peek", "text", "--url", db_url)
+    assert out.returncode == 1 and "'text' is a string, not a sorted set" in one_line_error(out)
+    out = run("stats", "jobs:*", "--url", db_url)
+    assert out.returncode == 1 and "no set matches 'jobs:*'" in one_line_error(out)
+    out = run("drain", "q", "--url", "http://x")
+    assert out.returncode == 2 and "bad --url" in one_line_error(out)
+    out = run("stats", "--shards", "0", "--url", db_url)
+    assert out.returncode == 2 and "shards" in one_line_error(out)
+    r.close()
+
+
+def test_refused_password_is_one_line():
+    srv = LocalServer().start()
+    try:
+        redis.Redis.from_url(srv.url).config_set("requirepass", "s3cret")
+        url = srv.url.replace("redis://", "redis://:wrong@")
+        out = run("stats", "--url", url)
+        assert out.returncode == 1 and "refused the credentials" in one_line_error(out)
+        out = run("stats", "--url", srv.url.replace("redis://", "redis://:s3cret@"))
+        assert out.returncode == 0, out.stderr
+    finally:
+        srv.stop()
+
+
+def _feed(*args: str, data: str) -> subprocess.CompletedProcess:
+    code = "import sys\nfrom redset.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], input=data, capture_output=True, text=True,
+                          timeout=300, env=_env())
+
+
+def test_add_peek_drain_round_trip(db_url, tmp_path):
+    out = _feed("add", "q", "-", "--kind", "sorted", "--url", db_url, data="b\na\n\nc\na\n")
+    assert out.returncode == 0, out.stderr
+    assert "read 4 items, 3 new, 1 already there; 3 items in the set now" in out.stdout
+    src = tmp_path / "items.jsonl"
+    src.write_text('{"id": 1}\n{"id": 2}\n\n[3]\n')
+    out = run("add", "docs", str(src), "--serializer", "json", "--kind", "sorted", "--url", db_url)
+    assert out.returncode == 0 and "read 3 items, 3 new" in out.stdout, out.stderr
+    out = run("peek", "docs", "--serializer", "json", "--kind", "sorted", "-n", "2", "--url", db_url)
+    assert out.returncode == 0 and '{"id": 1}' in out.stdout
+    out = run("drain", "docs", "--serializer", "json", "--kind", "sorted", "--url", db_url)
+    assert out.returncode == 0, out.stderr
+    assert sorted((json.loads(line) for line in out.stdout.splitlines()), key=json.dumps) == sorted(
+        [{"id": 1}, {"id": 2}, [3]], key=json.dumps)
+    out = run("drain", "q", "--kind", "sorted", "--limit", "2", "--url", db_url)
+    assert out.stdout.splitlines() == ['"a"', '"b"']
+    assert redset.SortedSet(redis.Redis.from_url(db_url), "q").take(5) == ["c"]
+
+
+def test_add_refuses_bad_lines_before_sending_their_batch(db_url):
+    out = _feed("add", "q", "--format", "jsonl", "--url", db_url, data='"a"\n"b"\nnot json\n')
+    assert out.returncode == 1
+    line = one_line_error(out)
+    assert "line 3 is not JSON" in line and "the 0 items before its batch were added" in line
+    out = _feed("add", "q", "--format", "jsonl", "--url", db_url, data='"a"\n{"x": 1}\n')
+    assert out.returncode == 1 and "line 2" in one_line_error(out)
+    assert keys_left(db_url) == []
+
+
+def test_drain_into_a_closed_pipe_keeps_what_was_not_written(db_url):
+    r = redis.Redis.from_url(db_url)
+    s = redset.SortedSet(r, "q")
+    s.add_many(("item-%06d" % i for i in range(50000)), range(50000))
+    code = "import sys\nfrom redset.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    shell = '%s -c "%s" drain q --kind sorted --batch 1000 --url %s | head -n 1; exit ${PIPESTATUS[0]}' % (
+        sys.executable, code.replace("\n", ";"), db_url)
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120, env=_env())
+    assert out.returncode == 141 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout == '"item-000000"\n'
+    # batches flushed into the pipe before it closed are gone with it; the rest is back
+    left = len(s)
+    assert 50000 - 20000 <= left <= 50000 and s.in_flight() == 0
+    assert s.take(1) == ["item-%06d" % (50000 - left)]
+    r.close()
+
+
+def test_requeue_dead(db_url):
+    r = redis.Redis.from_url(db_url)
+    s = redset.SortedSet(r, "q", max_deliveries=1)
+    s.add("x", 1)
+    s.take(1, lease=0.05)
+    time.sleep(0.1)
+    s.take(1, lease=10)  # reclaims: dead
+    out = run("requeue-dead", "q", "--kind", "sorted", "--url", db_url)
+    assert out.returncode == 0 and "1 dead letters moved back; 0 left" in out.stdout, out.stderr
+    assert s.take(1) == ["x"]
+    r.close()
+
+
+def test_watch_prints_frames_and_rates(db_url):
+    r = redis.Redis.from_url(db_url)
+    redset.TimeSortedSet(r, "jobs").add_many(["a", "b"])
+    out = run("watch", "--interval", "0.2", "--count", "2", "--url", db_url)
+    assert out.returncode == 0, out.stderr
+    assert "redset watch" in out.stdout and "change/s" in out.stdout and "jobs" in out.stdout
+    r.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+def test_watch_in_a_real_terminal(db_url, tmp_path):
+    r = redis.Redis.from_url(db_url)
+    s = redset.TimeSortedSet(r, "jobs")
+    s.add_many(["item-%d" % i for i in range(500)])
+    session = "redset-watch-%d" % os.getpid()
+    script = tmp_path / "watch.sh"
+    script.write_text("exec %s -c 'import sys; from redset.__main__ import main; sys.exit(main(sys.argv[1:]))' "
+                      "watch --interval 0.3 --url %s\n" % (sys.executable, db_url))
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "12", "bash %s" % script],
+                   check=True, env=_env())
+    try:
+        deadline = time.monotonic() + 20
+        screen = ""
+        while time.monotonic() < deadline and "jobs" not in screen:
+            time.sleep(0.3)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                    text=True).stdout
+        assert "oldest age" in screen and "jobs" in screen and "500" in screen, screen
+        s.take(200)
+        time.sleep(1.0)
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                text=True).stdout
+        assert " 300 " in screen, screen  # the live view followed the change, in place
+        assert screen.count("redset watch") == 1, screen
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        time.sleep(0.5)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        r.close()
+
+
+def test_metrics_serves_prometheus_text(db_url):
+    r = redis.Redis.from_url(db_url)
+    redset.ScheduledSet(r, "sched").add_many(["due", "later"], [time.time() - 3, time.time() + 60])
+    port = free_port()
+    code = "import sys\nfrom redset.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "metrics", "--port", str(port), "--addr", "127.0.0.1",
+                             "--url", db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    try:
+        body = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert 'redset_items{set="sched"} 2.0' in body
+        assert 'redset_due_items{set="sched"} 1.0' in body
+        assert "redset_oldest_item_age_seconds" in body and "redset_next_due_timestamp_seconds" in body
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "serving metrics" in out
+    r.close()

@@ -80,3 +80,13 @@ def test_patterns_and_default_class(r):
 def test_bad_class_is_refused_at_once(r):
     with pytest.raises(TypeError, match="set class"):
         RedsetCollector(r, {"x": dict})
+
+
+def test_guessed_kinds(r):
+    now = time.time()
+    redset.SortedSet(r, "prio").add_many(["a", "b"], [0, 5])
+    redset.ScheduledSet(r, "sched").add_many(["due", "later"], [now - 4, now + 60])
+    got = scrape(RedsetCollector(r, "*"))
+    assert ("redset_oldest_item_age_seconds", "prio") not in got and got[("redset_due_items", "prio")] == 2
+    assert got[("redset_due_items", "sched")] == 1 and 3.5 < got[("redset_oldest_item_age_seconds", "sched")] < 10
+    assert abs(got[("redset_next_due_timestamp_seconds", "sched")] - (now + 60)) < 0.01

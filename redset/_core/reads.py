@@ -89,6 +89,7 @@ def stats(cfg: SetConfig) -> Plan[SetStats]:
         name=cfg.name, length=int(length), due=int(due) if cfg._due_only else int(length),
         oldest_age=oldest_age, next_due=_float(later) if cfg._due_only else None,
         in_flight=int(inflight or 0), oldest_lease_age=lease_age, dead=int(dead or 0), time=now,
+        lowest_score=head_score,
     )
 
 
