@@ -184,6 +184,12 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+@cli.command(hidden=True)
+def version() -> None:
+    """The same as --version."""
+    click.echo(version_line())
+
+
 # -- stats / watch ---------------------------------------------------------------------
 @cli.command()
 @click.argument("names", nargs=-1)

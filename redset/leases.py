@@ -47,16 +47,15 @@ class Lease(consuming.LeaseBase):
     def nack(self, score: Optional[float] = None, delay: Optional[float] = None) -> bool:
         """Put the item back.
 
-        ============================  ===============================================
-        call                          the item comes back
-        ============================  ===============================================
-        ``nack()``                    at once, at its original score
-        ``nack(score=s)``             at once, at score ``s``
-        ``nack(delay=d)``, Sorted/    after ``d`` seconds, at its original score (it
-        TimeSortedSet                 stays in flight, held, until then)
-        ``nack(delay=d)``,            due ``d`` seconds from now (score = now + d)
-        ScheduledSet
-        ============================  ===============================================
+        ==================================================  ==========================================
+        call                                                the item comes back
+        ==================================================  ==========================================
+        ``nack()``                                          at once, at its original score
+        ``nack(score=s)``                                   at once, at score ``s``
+        ``nack(delay=d)`` on a SortedSet or TimeSortedSet   after ``d`` seconds, at its original score
+                                                            (it stays in flight, held, until then)
+        ``nack(delay=d)`` on a ScheduledSet                 due ``d`` seconds from now (score = now + d)
+        ==================================================  ==========================================
 
         :returns: False if it went to the dead-letter set instead
             (``max_deliveries`` reached).

@@ -57,14 +57,12 @@ def test_asyncio_example_runs_verbatim(server, impl_module):
 
 def test_quick_start_runs_verbatim(server, impl_module):
     assert run_block(server, impl_module, quick_start(), 10) == [
-        "1",
-        "{'url': 'https://example.com/1'}",
-        "10000",
-        "10000",
+        "3 ['a', 'b']",
         "True",
+        "500",
+        "500",
         "0.0",
-        "nothing due",
-        "0 1",
+        "[] True",
         "working on task:1",
         "working on task:2",
     ]
