@@ -130,6 +130,7 @@ class RedsetCollector(Collector):
         return found, errors
 
     def collect(self) -> Iterator[Any]:
+        """The gauges of every matching set (called by the registry at each scrape)."""
         found, errors = self.stats()
         for metric, help_text, field in METRICS:
             family = GaugeMetricFamily(metric, help_text, labels=["set"])
@@ -142,4 +143,5 @@ class RedsetCollector(Collector):
                                 value=errors)
 
     def describe(self) -> Iterator[Any]:
+        """Nothing up front: the sets are found at each scrape."""
         return iter(())  # the sets are found at each scrape

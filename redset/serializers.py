@@ -100,6 +100,8 @@ class JSONSerializer(_CodecSerializer):
             self._redset_codec = CODEC_CUSTOM
 
     def dumps(self, obj: Any) -> bytes:
+        """Canonical JSON bytes of ``obj`` (sorted keys, no spaces): the same
+        bytes with or without orjson, so the same object dedups."""
         if self.use_orjson:
             return super().dumps(obj)
         try:
@@ -108,6 +110,7 @@ class JSONSerializer(_CodecSerializer):
             raise TypeError("not JSON serializable: %s" % exc) from exc
 
     def loads(self, str_from_redis: Any) -> Any:
+        """The object of a JSON member (bytes or str)."""
         if self.use_orjson:
             return super().loads(str_from_redis)
         return json.loads(str_from_redis)

@@ -112,6 +112,7 @@ class LocalServer:
         return "redis://127.0.0.1:%d/0" % self.port
 
     def command(self) -> List[str]:
+        """The server's command line."""
         return [
             self.binary,
             "--port", str(self.port),
@@ -162,6 +163,7 @@ class LocalServer:
         raise RuntimeError("server %s did not start on port %d:\n%s" % (self.binary, self.port, log))
 
     def log(self) -> str:
+        """The end of the server's log (for error messages)."""
         try:
             with open(os.path.join(self.workdir, "server.log")) as fh:
                 return fh.read()[-4000:]
@@ -319,6 +321,7 @@ class LocalCluster:
         raise RuntimeError("no primary serves slot %d" % slot)
 
     def node_id(self, port: int) -> str:
+        """The cluster node id of the node on ``port``."""
         return self.cli_call(port, "CLUSTER", "MYID", timeout=5).strip()
 
     def replica_of(self, port: int) -> int:
