@@ -48,8 +48,8 @@ def _timed(fn: Callable[[], Any]) -> Tuple[float, float]:
     return wall, time.process_time() - cpu0
 
 
-def _sync_case(client: Any, items: List[str]) -> Dict[str, Tuple[float, float]]:
-    s = redset.SortedSet(client, "bench:w1")
+def _sync_case(client: Any, items: List[str], name: str = "bench:w1", shards: int = 1) -> Dict[str, Tuple[float, float]]:
+    s = redset.SortedSet(client, name, shards=shards)
     s.clear()
     add = _timed(lambda: s.add_many(items, scores=range(len(items))))
     drained: List[int] = []

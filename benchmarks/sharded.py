@@ -32,17 +32,11 @@ import redset
 import redset._wire
 from redset.testing import LocalCluster, LocalServer
 
-from .cluster import _pin, _timed
+from .cluster import _pin, _sync_case
 
 
 def _case(client: Any, shards: int, items: List[str]) -> Dict[str, Tuple[float, float]]:
-    s = redset.SortedSet(client, "bench:sharded", shards=shards)
-    s.clear()
-    add = _timed(lambda: s.add_many(items, scores=range(len(items))))
-    drained: List[int] = []
-    drain = _timed(lambda: drained.append(sum(len(b) for b in s.drain(1000))))
-    assert drained == [len(items)], drained
-    return {"add_many": add, "drain": drain}
+    return _sync_case(client, items, "bench:sharded", shards)
 
 
 def main(argv: Any = None) -> int:

@@ -98,6 +98,11 @@ def shards_option(f: Any) -> Any:
                         help="The set's number of shards (as its code makes it).")(f)
 
 
+def one_set_options(f: Any) -> Any:
+    """The options of a command on one set: --url, --kind, --serializer, --shards."""
+    return url_option(kind_option(serializer_option(shards_option(f))))
+
+
 def _type_of(client: Any, key: str) -> str:
     kind = client.type(key)
     return kind.decode() if isinstance(kind, bytes) else str(kind)
@@ -272,10 +277,7 @@ def _item_json(item: Any) -> str:
 
 @cli.command()
 @click.argument("name")
-@url_option
-@kind_option
-@serializer_option
-@shards_option
+@one_set_options
 @click.option("-n", "num", type=click.IntRange(1), default=10, show_default=True, help="How many items.")
 def peek(name: str, url: str, kind: str, serializer: str, shards: int, num: int) -> None:
     """The lowest-scored items of a set, with their scores, without removing them."""
@@ -323,10 +325,7 @@ def _read_items(stream: IO[str], fmt: str) -> Iterator[Tuple[int, Any]]:
 @cli.command()
 @click.argument("name")
 @click.argument("source", default="-", type=click.File("r", encoding="utf-8", lazy=True))
-@url_option
-@kind_option
-@serializer_option
-@shards_option
+@one_set_options
 @click.option("--format", "fmt", type=click.Choice(["auto", "lines", "jsonl"]), default="auto", show_default=True,
               help="Each line is an item (lines), or a JSON value (jsonl); auto: jsonl for *.jsonl.")
 @click.option("--batch", type=click.IntRange(1, 1_000_000), default=10_000, show_default=True,
@@ -375,10 +374,7 @@ def add(name: str, source: IO[str], url: str, kind: str, serializer: str, shards
 
 @cli.command()
 @click.argument("name")
-@url_option
-@kind_option
-@serializer_option
-@shards_option
+@one_set_options
 @click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Items per take.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Stop after this many items.")
 @click.option("--lease", type=click.FloatRange(1, 86400), default=60.0, show_default=True,

@@ -22,6 +22,7 @@ import time
 from typing import Any, AsyncIterator, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from redset._core.steps import Cancelled, Deliver, Fan, FanResult, Sleep, StopDelivery
+from redset._io.sync import _Driver
 
 __all__ = ["ShardDriver", "AsyncShardDriver"]
 
@@ -82,8 +83,9 @@ def _result(future: Any) -> FanResult:
     return FanResult(error=error) if error is not None else FanResult(future.result())
 
 
-class ShardDriver:
-    """Run a sharded set's plans, fanning out on threads."""
+class ShardDriver(_Driver):
+    """Run a sharded set's plans, fanning out on threads (``run`` and
+    ``iterate`` as every sync driver)."""
 
     def __init__(self, owner: Any) -> None:
         self._shards: List[Any] = owner._shard_sets
@@ -91,20 +93,6 @@ class ShardDriver:
 
     def socket_timeout(self) -> Optional[float]:
         return self._shards[0]._io.socket_timeout()  # type: ignore[no-any-return]
-
-    def run(self, plan: Any) -> Any:
-        """Run a plan to its end and return its result."""
-        steps = self._drive(plan)
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
-        steps.close()
-        raise RuntimeError("a plan delivered values to run(); use iterate()")
-
-    def iterate(self, plan: Any) -> Iterator[Any]:
-        """Run an iterating plan, yielding what it delivers."""
-        return self._drive(plan)
 
     def _drive(self, plan: Any) -> Generator[Any, None, Any]:
         st = _Steps(plan)
