@@ -466,7 +466,8 @@ def metrics(patterns: Tuple[str, ...], url: str, kind: str, port: int, addr: str
         raise CommandError("redset metrics needs prometheus-client: pip install 'redset[prometheus]'") from None
     client = check_url(url)
     registry = CollectorRegistry()
-    registry.register(RedsetCollector(client, {p: _kinds()[kind] for p in (patterns or ("*",))}))
+    cls = None if kind == "auto" else _kinds()[kind]  # None: the collector guesses per set
+    registry.register(RedsetCollector(client, {p: cls for p in (patterns or ("*",))}))
     try:
         start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:

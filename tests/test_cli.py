@@ -431,6 +431,7 @@ def test_watch_in_a_real_terminal(db_url, tmp_path):
 def test_metrics_serves_prometheus_text(db_url):
     r = redis.Redis.from_url(db_url)
     redset.ScheduledSet(r, "sched").add_many(["due", "later"], [time.time() - 3, time.time() + 60])
+    redset.SortedSet(r, "prio").add_many(["p"], [5])  # priorities: no age
     port = free_port()
     code = "import sys\nfrom redset.__main__ import main\nsys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "metrics", "--port", str(port), "--addr", "127.0.0.1",
@@ -448,6 +449,8 @@ def test_metrics_serves_prometheus_text(db_url):
         assert 'redset_items{set="sched"} 2.0' in body
         assert 'redset_due_items{set="sched"} 1.0' in body
         assert "redset_oldest_item_age_seconds" in body and "redset_next_due_timestamp_seconds" in body
+        assert 'redset_items{set="prio"} 1.0' in body
+        assert 'redset_oldest_item_age_seconds{set="prio"}' not in body
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
