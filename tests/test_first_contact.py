@@ -194,3 +194,16 @@ def test_sets_run_on_the_driver_under_test(r, driver, topology):
     assert type(s._io).__name__ == expected
     s.add_many(["a", "b"], [1, 2])
     assert s.take(2) == ["a", "b"]
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+@pytest.mark.parametrize("wait", [0.0005, 0.002, 0.2])
+def test_short_waits_end_on_every_server(r, shards, wait):
+    # A wait that ends with a sliver left must not send a blocking command a
+    # timeout that a server reads as 0 (forever): Redis 6.2 did with 0.001.
+    s = SortedSet(r, "q", shards=shards)
+    assert s.take(2, timeout=wait) == []
+    assert s.take(2, timeout=wait, lease=5) == []
+    from redset._core.pops import timeout_arg
+
+    assert timeout_arg(0.0004) == b"0.010" and timeout_arg(0.5) == b"0.500"

