@@ -35,7 +35,7 @@ flight, so none of them ran.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Generator, Optional, Sequence, Tuple, TypeVar
 
 __all__ = [
     "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent", "Cancelled",
@@ -137,16 +137,15 @@ class Fan:
     :class:`Sleep` and :class:`Deliver`. Every job runs to its end, whatever
     the others do. If the caller is interrupted meanwhile (asyncio
     cancellation, KeyboardInterrupt), the driver still waits for every job,
-    then runs ``on_cancel(results)`` (a plan of the same kind, e.g. putting
-    popped items back) before it lets the interruption go on.
+    then throws :class:`Cancelled` into the plan, with the jobs' results as
+    its ``results`` attribute, so that the plan can put back what the
+    finished jobs popped before the interruption goes on.
     """
 
-    __slots__ = ("jobs", "on_cancel")
+    __slots__ = ("jobs",)
 
-    def __init__(self, jobs: Sequence[Tuple[Any, Any]],
-                 on_cancel: Optional[Callable[[List["FanResult"]], Any]] = None) -> None:
+    def __init__(self, jobs: Sequence[Tuple[Any, Any]]) -> None:
         self.jobs = jobs
-        self.on_cancel = on_cancel
 
 
 class FanResult:
