@@ -21,6 +21,8 @@ far ahead cannot fire an alert.
 """
 from __future__ import annotations
 
+import re
+
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional
@@ -28,7 +30,9 @@ from typing import Any, Dict, Iterator, List, Optional
 __all__ = ["SetStats", "InFlightItem", "taken_at", "find_set_names", "guess_kind"]
 
 #: Suffixes of the sorted sets a set owns beside itself (never reported as sets).
-COMPANION_SUFFIXES = (":inflight", ":dead", ":waiters")
+COMPANION_SUFFIXES = (":inflight", ":dead", ":waiters", ":deliveries")
+#: A batch of leases in flight: ``...:lease:<hex ms>.<random hex>[.held]``.
+_BATCH_KEY = re.compile(r":lease:[0-9a-f]+\.[0-9a-f]+(\.held)?$")
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,9 @@ def find_set_names(client: Any, pattern: str, count: int = 1000) -> Iterator[str
     """Names of the sorted sets matching ``pattern``, found with ``SCAN MATCH
     ... TYPE zset`` (on a cluster client: on every primary), leaving out the
     keys a set owns beside itself (``...:inflight``, ``...:dead``,
-    ``...:waiters``)."""
+    ``...:waiters``, ``...:deliveries`` and the batches of leases in flight,
+    ``...:lease:<token>``)."""
     for key in client.scan_iter(match=pattern, count=count, _type="zset"):
         name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-        if not name.endswith(COMPANION_SUFFIXES):
+        if not name.endswith(COMPANION_SUFFIXES) and not _BATCH_KEY.search(name):
             yield name

@@ -34,17 +34,22 @@ class ReplyCuttingProxy(LoopbackProxy):
         self.matches = 0
         #: The parsed replies the server sent to cut requests, in cut order.
         self.dropped: List[Any] = []
+        self._replies = 1
         super().__init__(target_port, target_host)
 
     def arm(self, pattern: bytes, times: int, every: int = 1, seed: Optional[int] = None,
-            p: float = 0.5, on_cut: Optional[Callable[[Any], None]] = None) -> None:
+            p: float = 0.5, on_cut: Optional[Callable[[Any], None]] = None, replies: int = 1) -> None:
         """Cut ``times`` requests containing ``pattern``: every ``every``-th
         match, or (with ``seed``) each match with probability ``p``.
 
         ``on_cut(reply)`` runs after the server replied and before the
         client's connection is closed (to change the server in between).
+        ``replies``: how many replies the cut write asks for (a pipeline);
+        all are read and dropped, and :attr:`dropped` gets the list of them
+        (the reply itself when 1).
         """
         with self._lock:
+            self._replies = replies
             self._on_cut = on_cut
             self._pattern = pattern
             self._cuts_left = times
@@ -91,6 +96,7 @@ class ReplyCuttingProxy(LoopbackProxy):
 
     def _server_pump(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
         reader: Optional[Any] = None
+        got: List[Any] = []
         try:
             while True:
                 data = src.recv(65536)
@@ -100,9 +106,14 @@ class ReplyCuttingProxy(LoopbackProxy):
                     if reader is None:
                         reader = hiredis.Reader()
                     reader.feed(data)
-                    reply = reader.gets()
-                    if reply is False:
-                        continue  # the reply is not complete yet
+                    while len(got) < self._replies:
+                        one = reader.gets()
+                        if one is False:
+                            break
+                        got.append(one)
+                    if len(got) < self._replies:
+                        continue  # the replies are not complete yet
+                    reply = got[0] if self._replies == 1 else got
                     if self._on_cut is not None:
                         self._on_cut(reply)
                     with self._lock:

@@ -221,7 +221,7 @@ def test_server_error_is_raised_with_servers_words(r, errors):
     # A script's error names the script (the server's own words give only its SHA).
     with pytest.raises(errors.ResponseError, match=r"\(POP_DUE on 'q'\)$"):
         ScheduledSet(r, "q").take(3)
-    with pytest.raises(errors.ResponseError, match=r"\(LEASE_TAKE on 'q'\)$"):
+    with pytest.raises(errors.ResponseError, match=r"\(LEASE_STAGE on 'q'\)$"):
         s.take(3, lease=30)
     # The connections are clean afterwards.
     r.delete("q")

@@ -86,17 +86,20 @@ def binary_version(binary: str) -> tuple:
 
 
 def leftovers(client: redis.Redis, s: SortedSet) -> Dict[str, int]:
-    main, inflight, leases, deliveries, dead = s._lease_keys
+    main, inflight, leased, deliveries, dead = s._lease_keys
     return {
         "waiting": client.zcard(main),
-        "in_flight": client.zcard(inflight),
-        "lease_records": client.hlen(leases),
-        "delivery_counts": client.hlen(deliveries),
+        "in_flight": int(client.get(leased) or 0),
+        "lease_batches": client.zcard(inflight),
+        "batch_keys": len(client.keys(s._batch_prefix + "*")),
+        "in_flight_index": client.scard(s._index_key),
+        "delivery_counts": client.zcard(deliveries),
         "dead": client.zcard(dead),
     }
 
 
-EMPTY = {"waiting": 0, "in_flight": 0, "lease_records": 0, "delivery_counts": 0, "dead": 0}
+EMPTY = {"waiting": 0, "in_flight": 0, "lease_batches": 0, "batch_keys": 0, "in_flight_index": 0,
+         "delivery_counts": 0, "dead": 0}
 
 
 def crash(srv: LocalServer) -> None:
@@ -406,11 +409,10 @@ def _popped_members(reply: Any) -> List[bytes]:
     return list(reply[0::2])
 
 
-def _leased_members(reply: Any) -> List[bytes]:
-    """Members in a LEASE_TAKE reply ([member, score, deliveries, ...])."""
-    if isinstance(reply, Exception) or not reply:
-        return []
-    return list(reply[0::3])
+def _leased_members(replies: Any) -> List[bytes]:
+    """Members staged by a leased take, from the replies to its pipeline
+    (LEASE_STAGE, the ZINTER of deliveries, the ZRANGE of the batch)."""
+    return _popped_members(replies[2])
 
 
 @pytest.fixture
@@ -479,9 +481,9 @@ def test_cut_leased_takes_lose_nothing_once_leases_expire(server, impl, protocol
     total = 2 * k * n + 10 * k
     items = {("m%07d" % i).encode() for i in range(total)}
     SortedSet(direct, key, leased=True).add_many(sorted(items), range(total))
-    direct.script_load(scripts.LEASE_TAKE)
-    direct.script_load(scripts.LEASE_SETTLE)
-    cut_proxy.arm(scripts.sha1(scripts.LEASE_TAKE).encode(), times=n, seed=n, p=0.5)
+    direct.script_load(scripts.LEASE_STAGE)
+    direct.script_load(scripts.LEASE_ACK)
+    cut_proxy.arm(scripts.sha1(scripts.LEASE_STAGE).encode(), times=n, seed=n, p=0.5, replies=3)
     acked: Dict[bytes, int] = {}  # member -> deliveries at its ack
     raised = 0
     calls = 0
@@ -638,8 +640,8 @@ def test_out_of_memory_rejects_adds_whole_and_leases_keep_working(private_server
         pipe = client.pipeline(transaction=False)
         for m in batch:
             pipe.zscore(main, m)
-            pipe.zscore(inflight, m)
-        return all(v is None for v in pipe.execute())
+            pipe.sismember(s._index_key, m)
+        return not any(pipe.execute())
 
     def produce(size: int) -> bool:
         """One add (size 1) or add_many call; True if accepted, False if refused."""
@@ -693,7 +695,7 @@ def test_out_of_memory_rejects_adds_whole_and_leases_keep_working(private_server
                 # frees client buffers on its own), so it is not asserted.
                 pipe = client.pipeline(transaction=False)
                 for x in leases:
-                    pipe.zscore(inflight, x.member)
+                    pipe.zscore(s._batch_prefix + x.token, x.member)
                     pipe.zscore(main, x.member)
                 replies = pipe.execute()
                 assert all(v is not None for v in replies[0::2]), "a leased item is not in flight"
@@ -718,7 +720,8 @@ def test_out_of_memory_rejects_adds_whole_and_leases_keep_working(private_server
             acked.add(item)
 
     pending = {m.decode() for m in client.zrange(main, 0, -1)}
-    in_flight = {m.decode() for m in client.zrange(inflight, 0, -1)}
+    in_flight = {m.decode() for t in client.zrange(inflight, 0, -1)
+                 for m in client.zrange(s._batch_prefix + t.decode(), 0, -1)}
     dead_now = {m.decode() for m in client.zrange(dead_key, 0, -1)}
     print("\n[oom n=%d %s] accepted=%d rejected_calls=%d acked=%d pending=%d in_flight=%d dead=%d %s"
           % (n, wire_name(impl), len(accepted), rejected_calls, len(acked), len(pending),
@@ -800,7 +803,7 @@ def test_script_cache_lost_during_retried_script_call(server, impl, cut_proxy, o
     if op == "ack":
         s.add_many(["a", "b"], [1, 2])
         leases = s.take(2, lease=30)
-        script = scripts.LEASE_SETTLE
+        script = scripts.LEASE_ACK
     else:
         script = scripts.ADD_UNLESS_INFLIGHT
     direct.script_flush()
@@ -821,7 +824,7 @@ def test_script_cache_lost_during_retried_script_call(server, impl, cut_proxy, o
     print("\n[noscript %s %s] cuts=%d outcome=%s" % (op, wire_name(impl), cut_proxy.cuts, outcome))
     assert cut_proxy.cuts == 1
     if op == "ack":
-        assert direct.zscore(s._lease_keys[1], "a") is None  # the ack was applied
+        assert direct.zscore(s._batch_prefix + leases[0].token, "a") is None  # the ack was applied
     else:
         assert direct.zcard(key) == (1 if op == "add" else 2)  # the add was applied
     assert outcome in ("ok", "connection error"), outcome

@@ -94,7 +94,7 @@ def add(cfg: SetConfig, item: Any, score: Any, flags: Tuple[bytes, ...]) -> Plan
 
 
 def add_unless_inflight(cfg: SetConfig, flags: Tuple[bytes, ...], pairs: List[Any]) -> Plan[int]:
-    keys = (cfg._key, cfg._lease_keys[1])
+    keys = (cfg._key, cfg._index_key)
     return int((yield from script(cfg._wire_impl, scripts.ADD_UNLESS_INFLIGHT, keys, [b" ".join(flags)] + pairs)))
 
 

@@ -126,7 +126,7 @@ def shard_index(member: bytes, shards: int) -> int:
 
 
 def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
-    """Return the keys ``(main, inflight, leases, counts, dead)`` of a set.
+    """Return the keys ``(main, inflight, leased, deliveries, dead)`` of a set.
 
     They share the main key's hash slot: when ``name`` has a hash tag
     (``{...}``) the suffixes keep it; otherwise the companions are tagged
@@ -139,7 +139,7 @@ def lease_keys(name: str) -> Tuple[str, str, str, str, str]:
     end = name.find("}", start + 1) if start >= 0 else -1
     tagged = start >= 0 and end > start + 1
     base = name if (tagged or "}" in name) else "{%s}" % name
-    return (name, base + ":inflight", base + ":leases", base + ":deliveries", base + ":dead")
+    return (name, base + ":inflight", base + ":leased", base + ":deliveries", base + ":dead")
 
 
 def new_token() -> str:
@@ -221,6 +221,9 @@ class SetConfig:
         base = self._lease_keys[1].rsplit(":", 1)[0]
         self._wake_key = base + ":wake"
         self._waiters_key = base + ":waiters"
+        #: Leases: the set of members in flight, and the prefix of batch keys.
+        self._index_key = base + ":leased-members"
+        self._batch_prefix = base + ":lease:"
         self._redis = redis_client
         self._driver: Any = None
         self.lock = self._lock_class(redis_client, "%s__lock" % (name,), expires=lock_expires,

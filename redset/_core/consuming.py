@@ -26,7 +26,7 @@ WAIT_SLICE = 1.0
 class LeaseBase:
     """One leased item (see :class:`redset.leases.Lease`)."""
 
-    __slots__ = ("item", "score", "deliveries", "token", "deadline", "member", "_set", "settled")
+    __slots__ = ("item", "score", "deliveries", "token", "deadline", "member", "_set", "settled", "_n")
 
     def __init__(self, owner: Any, member: bytes, item: Any, score: float, deliveries: int,
                  token: str, deadline: float) -> None:
@@ -38,6 +38,9 @@ class LeaseBase:
         self.token = token
         self.deadline = deadline
         self.settled = False
+        #: The size of the batch (the take) this lease belongs to, while every
+        #: lease of it shares its token; 0 if unknown.
+        self._n = 0
 
     def __repr__(self) -> str:
         return "<Lease item=%r deliveries=%d deadline=%.3f>" % (self.item, self.deliveries, self.deadline)
@@ -45,8 +48,7 @@ class LeaseBase:
 
 def ack(lease: LeaseBase) -> Plan[None]:
     """Remove a leased item for good (:class:`StaleLeaseError` if not held)."""
-    owner = lease._set
-    yield from leasing.settle(owner, lease.member, lease.token, lease.item, "ack")
+    yield from leasing.ack(lease._set, lease)
     lease.settled = True
 
 
@@ -59,7 +61,7 @@ def nack(lease: LeaseBase, score: Optional[float], delay: Optional[float]) -> Pl
 
 def extend(lease: LeaseBase, seconds: float) -> Plan[None]:
     """Renew a lease to expire ``seconds`` from now."""
-    lease.deadline = yield from leasing.extend(lease._set, lease, seconds)
+    yield from leasing.extend(lease._set, lease, seconds)
 
 
 class ConsumerBase:
@@ -180,9 +182,12 @@ def finish(c: ConsumerBase, failed: bool) -> Plan[None]:
 
 
 def extend_held(c: ConsumerBase) -> Plan[None]:
-    """Renew every lease the block holds; failures wait for the next round."""
-    for lease in c._held():
+    """Renew every lease the block holds, in one call per set (a batch whose
+    every lease is held just moves its deadline); failures wait for the
+    next round, and a lease found stale is someone else's now."""
+    held = c._held()
+    if held:
         try:
-            yield from _on_owner(c, lease, extend(lease, c.lease))
-        except Exception:  # noqa: BLE001 - stale (someone else's now) or retried next interval
+            yield from leasing.extend_many(c._set, held, c.lease)
+        except Exception:  # noqa: BLE001 - the server is away: retried next interval
             pass

@@ -30,7 +30,7 @@ def in_flight(cfg: SetConfig) -> Plan[int]:
     """The number of leased items not yet settled."""
     if cfg._shard_sets is not None:
         return (yield from sharding.in_flight(cfg))
-    return (yield from zcard(cfg, cfg._lease_keys[1]))
+    return int((yield from call(cfg._wire_impl, ("GET", cfg._lease_keys[2]))) or 0)
 
 
 def dead_count(cfg: SetConfig) -> Plan[int]:
@@ -83,7 +83,7 @@ def stats(cfg: SetConfig) -> Plan[SetStats]:
         oldest_age = max(0.0, now - head_score) if head_score is not None else 0.0
     lease_age = 0.0
     if int(inflight or 0) and info is not None:
-        started = taken_at(_text(info).split(" ", 1)[0])
+        started = taken_at(_text(info))
         lease_age = max(0.0, now - started) if started is not None else 0.0
     return SetStats(
         name=cfg.name, length=int(length), due=int(due) if cfg._due_only else int(length),
@@ -94,17 +94,27 @@ def stats(cfg: SetConfig) -> Plan[SetStats]:
 
 
 def in_flight_items(cfg: SetConfig, num: int) -> Plan[List[InFlightItem]]:
-    """Up to ``num`` leases in flight, earliest deadline first."""
+    """Up to ``num`` leases in flight, earliest deadline first (a listing of
+    several reads, not one snapshot: a batch settled in between is left out)."""
     if cfg._shard_sets is not None:
         return (yield from sharding.in_flight_items(cfg, num))
-    keys = cfg._lease_keys
-    reply = yield from script(cfg._wire_impl, scripts.LIST_INFLIGHT, (keys[1], keys[2], keys[3]), (int(num),))
+    wire = cfg._wire_impl
+    num = int(num)
+    batches = wire.decode_scored((yield from call(wire, ("ZRANGE", cfg._lease_keys[1], 0, num - 1, "WITHSCORES"))))
+    if not batches:
+        return []
+    replies = yield from call_many(wire, [("ZRANGE", cfg._batch_prefix + _text(t), 0, num - 1, "WITHSCORES")
+                                          for t, _ in batches])
+    found = [(_text(t), deadline, pair) for (t, deadline), reply in zip(batches, replies)
+             for pair in wire.decode_scored(reply)][:num]
+    if not found:
+        return []
+    counts = yield from call(wire, ["ZMSCORE", cfg._lease_keys[3]] + [pair[0] for _, _, pair in found])
     out = []
-    for i in range(0, len(reply), 4):
-        member, deadline, info, deliveries = reply[i:i + 4]
-        token, _, score = _text(info).partition(" ")
-        out.append(InFlightItem(item=cfg._load(member), score=float(score or 0), deliveries=int(deliveries),
-                                deadline=float(deadline), taken_at=taken_at(token)))
+    for (token, deadline, (member, score)), before in zip(found, counts):
+        out.append(InFlightItem(item=cfg._load(member), score=score,
+                                deliveries=int(float(before or 0)) + (0 if token.endswith(".held") else 1),
+                                deadline=deadline, taken_at=taken_at(token)))
     return out
 
 
@@ -165,11 +175,16 @@ def clear(cfg: SetConfig, keep_dead_letters: bool) -> Plan[int]:
     """Delete the set and every key it owns; the set's own DEL reply."""
     if cfg._shard_sets is not None:
         return (yield from sharding.clear(cfg, keep_dead_letters))
-    main, inflight, leases, counts, dead = cfg._lease_keys
-    others: List[Any] = [inflight, leases, counts, cfg._wake_key, cfg._waiters_key]
+    wire = cfg._wire_impl
+    main, inflight, leased, deliveries, dead = cfg._lease_keys
+    tokens = yield from call(wire, ("ZRANGE", inflight, 0, -1))
+    batches = [cfg._batch_prefix + _text(t) for t in tokens]
+    others: List[Any] = [inflight, leased, deliveries, cfg._index_key, cfg._wake_key, cfg._waiters_key]
     if not keep_dead_letters:
         others.append(dead)
-    replies = yield from call_many(cfg._wire_impl, (("DEL", cfg._key), ["DEL"] + others))
+    commands: List[Any] = [("DEL", cfg._key), ["DEL"] + others]
+    commands += [["DEL"] + batches[i:i + 1000] for i in range(0, len(batches), 1000)]
+    replies = yield from call_many(wire, commands)
     return int(replies[0])
 
 

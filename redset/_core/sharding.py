@@ -454,6 +454,15 @@ def ack_many(cfg: Any, leases: Sequence[Any]) -> Plan[Tuple[int, List[Any]]]:
     return acked, stale
 
 
+def extend_many(cfg: Any, leases: Sequence[Any], seconds: float) -> Plan[List[Any]]:
+    groups = list(_by_shard(leases).values())
+    results = yield Fan([(sub, leasing.extend_many(sub, group, seconds)) for sub, group in groups])
+    stale: List[Any] = []
+    for res in results:
+        stale.extend(res.get())
+    return stale
+
+
 def release_many(cfg: Any, leases: Sequence[Any]) -> Plan[int]:
     groups = list(_by_shard(leases).values())
     results = yield Fan([(sub, leasing.release_many(sub, group)) for sub, group in groups])
