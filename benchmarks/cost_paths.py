@@ -25,7 +25,7 @@ import redset._wire
 import redset.asyncio as aredset
 from redset._bench_core import RawConnection, get_workload
 from redset._core import leasing
-from redset._core.steps import RAW, Recv, Send
+from redset._core.steps import LEASES, PAIRS, Recv, Send
 
 #: Items one run of a path handles (a batch of 1,000, as the workloads use).
 BATCH = 1000
@@ -105,14 +105,15 @@ def _play(plan: Any, answer: Callable[[Any], Any]) -> Any:
 
 def _lease(workload: str) -> Callable[[Any], Tuple[Callable[[], Any], int]]:
     """The client side of a leased take of 1,000 and the ack_many of them: the
-    plans, encoding the script calls, decoding members, building handles."""
+    plans, encoding the script calls, parsing the batch's ZRANGE reply into
+    handles (as a driver does, with the codec's PopReader), the ack."""
 
     def setup(impl: Any) -> Tuple[Callable[[], Any], int]:
         s, wl = _set(workload, impl, leased=True)
-        take_reply: List[Any] = []
-        for i, m in enumerate(wl.members):
-            take_reply += [m, b"%d" % i, 1]
-        acks = [1] * BATCH
+        data = _reply(wl.members, 2)
+        pieces = [data[i:i + 16384] for i in range(0, len(data), 16384)]
+        reader = impl.PopReader(s._codec, s._loads, True)
+        head = [(b"staged", float(BATCH))]
         handle = s._make_lease
 
         def run() -> Any:
@@ -121,14 +122,22 @@ def _lease(workload: str) -> Callable[[Any], Tuple[Callable[[], Any], int]]:
                     for cmd in req.cmds:
                         bytes(cmd.packed)  # the driver writes these bytes
                     return None
-                assert type(req) is Recv and req.mode == RAW, req
-                return take_reply
+                assert type(req) is Recv, req
+                if req.mode == PAIRS:
+                    return head
+                assert req.mode == LEASES, req
+                failures: List[Any] = []
+                got: Any = False
+                for piece in pieces:
+                    reader.feed(piece)
+                    got = reader.gets(failures, None, req.leases + (req.codec, req.loads))
+                return got, failures
 
             leases, failed = _play(leasing.lease_take(s, BATCH, 30.0, handle), take_answer)
             assert len(leases) == BATCH and not failed
 
             def ack_answer(req: Any) -> Any:
-                return None if type(req) is Send else acks
+                return None if type(req) is Send else [1]
 
             acked, stale = _play(leasing.ack_many(s, leases), ack_answer)
             assert acked == BATCH and not stale
@@ -140,7 +149,8 @@ def _lease(workload: str) -> Callable[[Any], Tuple[Callable[[], Any], int]]:
 
 
 def _drain(driver: str) -> Callable[[Any, str], Tuple[Callable[[], Any], int]]:
-    """``drain(1000)`` of W1 through a driver against a real server: the
+    """``drain(1000)`` of W1 through a driver against a real server (or, for
+    ``"take"``, the sync ``take(1000)`` loop until the set is empty): the
     driver's own cost per batch rides on top of decoding."""
 
     def setup(impl: Any, url: str) -> Tuple[Callable[[], Any], int]:
@@ -166,6 +176,24 @@ def _drain(driver: str) -> Callable[[Any, str], Tuple[Callable[[], Any], int]]:
                 return n
 
             return run, wl.n
+
+        if driver == "take":
+            t = redset.SortedSet(redis.Redis.from_url(url), key)
+
+            def run_take() -> Any:
+                # The benchmark's take(1000) loop: one round trip per batch,
+                # the plan, driver and facade paid for each.
+                fill()
+                n = 0
+                while True:
+                    got = len(t.take(BATCH))
+                    n += got
+                    if got < BATCH:
+                        break
+                assert n == wl.n, n
+                return n
+
+            return run_take, wl.n
 
         loop = asyncio.new_event_loop()
 
@@ -201,6 +229,7 @@ PATHS: Dict[str, Callable[..., Tuple[Callable[[], Any], int]]] = {
 #: syscalls' user-side cost and, for asyncio, the event loop's).
 SERVER_PATHS: Dict[str, Callable[..., Tuple[Callable[[], Any], int]]] = {
     "drain-sync-w1": _drain("sync"),
+    "take-sync-w1": _drain("take"),
     "drain-asyncio-w1": _drain("asyncio"),
 }
 

@@ -22,6 +22,8 @@ __all__ = [
     "ErrorReply",
     "PopReader",
     "NATIVE_POP_READER",
+    "LEASE_SLOTS",
+    "whole_batch",
 ]
 
 CODEC_DEFAULT: int
@@ -60,6 +62,9 @@ def decode_scored(reply: Any) -> List[Tuple[bytes, float]]: ...
 
 
 NATIVE_POP_READER: bool
+LEASE_SLOTS: Tuple[str, ...]
+
+def whole_batch(leases: List[Any], batch: Any) -> bool: ...
 
 class ErrorReply(str): ...
 
@@ -70,5 +75,6 @@ class PopReader:
     def header(self) -> int: ...
     def complete(self) -> bool: ...
     def gets(
-        self, failures: List[Tuple[bytes, BaseException]], raw: Optional[List[Tuple[bytes, float]]] = None
+        self, failures: List[Tuple[bytes, BaseException]], raw: Optional[List[Tuple[bytes, float]]] = None,
+        leases: Optional[Tuple[Any, ...]] = None,
     ) -> Union[List[Any], ErrorReply, bool]: ...

@@ -29,7 +29,7 @@ from redset._wire_py_codec import (
     pack_command,
     pack_zadd,
 )
-from redset._wire_py_reader import NATIVE_POP_READER, ErrorReply, PopReader
+from redset._wire_py_reader import LEASE_SLOTS, NATIVE_POP_READER, ErrorReply, PopReader, whole_batch
 
 __all__ = [
     "CODEC_DEFAULT",
@@ -50,4 +50,6 @@ __all__ = [
     "ErrorReply",
     "PopReader",
     "NATIVE_POP_READER",
+    "LEASE_SLOTS",
+    "whole_batch",
 ]

@@ -2,7 +2,7 @@
 pop replies parsed from raw RESP bytes and decoded in one step."""
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from redis.exceptions import InvalidResponse
 
@@ -205,7 +205,8 @@ class PopReader:
         return ErrorReply(message.decode("utf-8", "replace"))
 
     def gets(
-        self, failures: List[Tuple[bytes, BaseException]], raw: Optional[List[Tuple[bytes, float]]] = None
+        self, failures: List[Tuple[bytes, BaseException]], raw: Optional[List[Tuple[bytes, float]]] = None,
+        leases: Optional[Tuple[Any, ...]] = None,
     ) -> Union[List[Any], ErrorReply, bool]:
         """Return the next complete reply, decoded.
 
@@ -215,6 +216,8 @@ class PopReader:
         :param raw: if given, ``(member_bytes, score_float)`` pairs are
             appended to it instead of decoding, and an empty list is
             returned (the reader must have been created ``with_scores``).
+        :param leases: ``(cls, batch, deliveries, codec, loads)``: return
+            lease handles instead of items (see :func:`make_leases`).
         :returns: the list of decoded items; ``False`` if the reply has not
             fully arrived; an :class:`ErrorReply` for an error reply.
         :raises redis.exceptions.InvalidResponse: the bytes are not a pop reply.
@@ -241,6 +244,11 @@ class PopReader:
                 for i in range(len(members)):
                     append((members[i], _score(scores[i])))
                 return []
+            if leases is not None:
+                if not self._with_scores:
+                    raise ValueError(_M_RAW)
+                pairs = [(members[i], _score(scores[i])) for i in range(len(members))]
+                return make_leases(pairs, leases[3], leases[4], failures, leases[:3])
             return decode_items(members, self._codec, self._loads, failures, False)
         finally:
             self._busy = False
@@ -317,3 +325,47 @@ class PopReader:
         finally:
             self._pos = pos
             self._left = left
+
+
+#: The slots a lease handle class gets from a reader, in order.
+LEASE_SLOTS = ("_batch", "member", "item", "score", "deliveries", "_settled")
+
+
+def make_leases(pairs: List[Tuple[bytes, float]], codec: int, loads: Any,
+                failures: List[Tuple[bytes, BaseException]],
+                spec: Tuple[Any, ...]) -> List[Any]:
+    """Lease handles for ``(member, score)`` pairs: ``spec`` is ``(cls,
+    batch, deliveries)``; one ``cls`` instance per member that decodes (made
+    by ``object.__new__``, no ``__init__``), with the slots of
+    :data:`LEASE_SLOTS` set: ``batch``, the member, its item, its score, its
+    deliveries (``deliveries.get(member, 1)``, or 1 when None) and False.
+    Members that fail to decode go to ``failures`` as in :func:`decode_items`.
+    """
+    cls, batch, deliveries = spec
+    new = cls.__new__
+    out = []
+    before = len(failures)
+    items = decode_items([m for m, _ in pairs], codec, loads, failures, False)
+    if len(failures) > before:  # line the items up with their pairs again
+        bad = {id(m) for m, _ in failures[before:]}
+        pairs = [p for p in pairs if id(p[0]) not in bad]
+    for (member, score), item in zip(pairs, items):
+        lease = new(cls)
+        lease._batch = batch
+        lease.member = member
+        lease.item = item
+        lease.score = score
+        lease.deliveries = 1 if deliveries is None else deliveries.get(member, 1)
+        lease._settled = False
+        out.append(lease)
+    return out
+
+
+def whole_batch(leases: List[Any], batch: Any) -> bool:
+    """True if ``leases`` holds ``batch.n`` distinct handles, all of
+    ``batch`` (their ``_batch`` slot), none marked ``_settled``."""
+    n = len(leases)
+    if n == 0 or n != batch.n or len(set(leases)) != n:  # handles hash by identity
+        return False
+    cls = type(leases[0])
+    return all(type(x) is cls and x._batch is batch and x._settled is False for x in leases)

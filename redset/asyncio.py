@@ -36,12 +36,13 @@ from typing import Any, AsyncIterable, AsyncIterator, Iterable, List, Optional, 
 from redset import _wire
 from redset._core import adds, consuming, leasing, locking, pops, reads
 from redset._core.config import SetConfig, TimeScored
+from redset._core.drain import DRAIN_WINDOW
 from redset._core.steps import Plan
 from redset._io.aio import make_async_driver
 from redset._io.shards import AsyncShardDriver
 from redset.exceptions import StaleLeaseError
 from redset.stats import InFlightItem, SetStats
-from redset.sets import check_batch_size, check_take
+from redset.sets import check_batch_size, check_take, check_window
 
 __all__ = ["SortedSet", "TimeSortedSet", "ScheduledSet", "Lock", "Lease", "Consumer"]
 
@@ -105,9 +106,10 @@ class SortedSet(SetConfig):
     async def _run(self, plan: Plan[Any]) -> Any:
         return await self._io.run(plan)
 
-    def _make_lease(self, member: bytes, item: Any, score: float, deliveries: int, token: str,
-                    deadline: float) -> "Lease":
-        return Lease(self, member, item, score, deliveries, token, deadline)
+    @property
+    def _make_lease(self) -> Any:
+        """The class of this set's lease handles (a take builds them)."""
+        return Lease
 
     def __repr__(self) -> str:
         return "<%s name='%s' (asyncio)>" % (type(self).__name__, self.name)
@@ -184,25 +186,28 @@ class SortedSet(SetConfig):
         read_timeout = await self._io.socket_timeout() if timeout is not None else None
         return list(await self._run(pops.take(self, num, timeout, lease, read_timeout, self._make_lease)))
 
-    def drain(self, batch_size: int = 1000) -> AsyncIterator[List[Any]]:
-        """Pop batches until the set is empty, the next pop in flight (an async iterator).
+    def drain(self, batch_size: int = 1000, *, window: int = DRAIN_WINDOW) -> AsyncIterator[List[Any]]:
+        """Pop batches until the set is empty, up to ``window`` pops in flight
+        besides the one being received (an async iterator; see
+        :meth:`redset.sets.SortedSet.drain`).
 
-        Stopping early (``break``, ``aclose()``) puts the batch in flight back.
+        If the process dies, up to ``window + 1`` batches popped but not yet
+        handed over are lost. Stopping early (``break``, ``aclose()``) or a
+        cancellation reads every pop in flight and puts its items back.
         """
         batch_size = check_batch_size(batch_size)
-        return self._io.iterate(pops.drain(self, batch_size))  # type: ignore[no-any-return]
+        window = check_window(window)
+        return self._io.iterate(pops.drain(self, batch_size, window))  # type: ignore[no-any-return]
 
     def consumer(self, lease: float = 30.0, batch_size: int = 10, timeout: Optional[float] = None,
-                 handle_signals: bool = False) -> "Consumer":
+                 handle_signals: bool = False, ack_delay: Optional[float] = None) -> "Consumer":
         """A leased consumer loop: ``async with s.consumer(lease=30) as items: async for item in items``."""
-        return Consumer(self, lease=lease, batch_size=batch_size, timeout=timeout, handle_signals=handle_signals)
+        return Consumer(self, lease=lease, batch_size=batch_size, timeout=timeout, handle_signals=handle_signals,
+                        ack_delay=ack_delay)
 
     async def ack_many(self, leases: Iterable["Lease"]) -> int:
         """Ack many leases in one round trip per 1,000 (see :meth:`redset.sets.SortedSet.ack_many`)."""
-        todo = [x for x in leases if not x.settled]
-        for lease in todo:
-            if not self._owns(lease):
-                raise ValueError("lease of %r given to ack_many of %r" % (lease._set.name, self.name))
+        todo = leasing.unsettled(self, leases)
         acked, stale = await self._run(leasing.ack_many(self, todo))
         if stale:
             err = StaleLeaseError("%d of %d leases on %r were no longer held; the other %d were acked"
@@ -304,10 +309,11 @@ class Consumer(consuming.ConsumerBase):
             async for item in items:
                 await handle(item)
 
-    Asking for the next item acks the previous one; an exception out of the
-    body nacks the current item and puts the rest of its batch back
-    uncharged; a task extends the batch's leases every ``lease / 3``
-    seconds. Cancelling the task running the loop stops it: the current
+    Asking for the next item marks the previous one done; done items are
+    acked together (see :class:`redset.leases.Consumer` for when:
+    ``ack_delay``); an exception out of the body nacks the current item and
+    puts the rest of its batch back uncharged; a task acks what waits too
+    long and extends the leases held every ``lease / 3`` seconds. Cancelling the task running the loop stops it: the current
     item is nacked, the rest put back, and the cancellation goes on. With
     ``handle_signals=True`` SIGTERM/SIGINT stop the loop after the current
     item (through the event loop's signal handlers, restored on exit, and
@@ -315,9 +321,10 @@ class Consumer(consuming.ConsumerBase):
     """
 
     def __init__(self, owner: SortedSet, lease: float = 30.0, batch_size: int = 10,
-                 timeout: Optional[float] = None, handle_signals: bool = False) -> None:
+                 timeout: Optional[float] = None, handle_signals: bool = False,
+                 ack_delay: Optional[float] = None) -> None:
         super().__init__(owner, lease, batch_size, timeout, handle_signals, asyncio.Event(),
-                         contextlib.nullcontext())
+                         contextlib.nullcontext(), ack_delay)
         self._extender: Optional["asyncio.Task[None]"] = None
         self._signals: List[int] = []
 
@@ -353,9 +360,9 @@ class Consumer(consuming.ConsumerBase):
 
     async def _extend_loop(self) -> None:
         while not self.stopping.is_set():
-            await asyncio.sleep(self.lease / 3.0)
+            await asyncio.sleep(self._tick_every())
             try:
-                await self._set._run(consuming.extend_held(self))
+                await self._set._run(consuming.tick(self))
             except Exception:  # noqa: BLE001 - the server is away: retried next interval
                 pass
 

@@ -80,13 +80,19 @@ class Consumer(consuming.ConsumerBase):
             for item in items:
                 handle(item)
 
-    Asking for the next item acks the previous one. An exception out of the
+    Asking for the next item marks the previous one done; done items are
+    acked together, in one call, when the next batch is asked for, when the
+    block ends, and at the latest ``ack_delay`` seconds (default 0.1, at
+    most ``lease / 3``) after the first of them was done, by the background
+    thread. ``ack_delay=0`` acks each item at once (one round trip each).
+    A crash repeats the item being handled and the items done within the
+    last ``ack_delay`` (see docs/delivery.md). An exception out of the
     loop body nacks the current item (that counts as a delivery), then
     propagates. Items of the batch that were never handed to the body are
     put back at their original score *without* being charged a delivery
     (so an innocent item is never dead-lettered because another one in its
     batch failed). While the body runs, a background thread extends the
-    leases of the batch every ``lease / 3`` seconds. With ``timeout=None``
+    leases held every ``lease / 3`` seconds. With ``timeout=None``
     the iteration waits for work forever; otherwise it ends when no work
     came for ``timeout`` seconds.
 
@@ -101,8 +107,10 @@ class Consumer(consuming.ConsumerBase):
     """
 
     def __init__(self, owner: "SortedSet", lease: float = 30.0, batch_size: int = 10,
-                 timeout: Optional[float] = None, handle_signals: bool = True) -> None:
-        super().__init__(owner, lease, batch_size, timeout, handle_signals, threading.Event(), threading.Lock())
+                 timeout: Optional[float] = None, handle_signals: bool = True,
+                 ack_delay: Optional[float] = None) -> None:
+        super().__init__(owner, lease, batch_size, timeout, handle_signals, threading.Event(), threading.Lock(),
+                         ack_delay)
         self._extender: Optional[threading.Thread] = None
         self._old_handlers: List[Tuple[int, Any]] = []
         self._received: List[int] = []
@@ -141,9 +149,9 @@ class Consumer(consuming.ConsumerBase):
         self.stopping.set()
 
     def _extend_loop(self) -> None:
-        while not self.stopping.wait(self.lease / 3.0):
+        while not self.stopping.wait(self._tick_every()):
             try:
-                self._set._run(consuming.extend_held(self))
+                self._set._run(consuming.tick(self))
             except Exception:  # noqa: BLE001 - the server is away: retried next interval
                 pass
 

@@ -88,17 +88,27 @@ _NAMES: Dict[str, str] = {}
 # that is what stale settles are checked against.
 
 # Stage up to ARGV[2] items under a new token, unless a lease has expired.
-# KEYS: main, inflight, leased, index, batch (the new token's).
+# KEYS: main, inflight, leased, index, batch (the new token's), deliveries.
 # ARGV[1]: now. ARGV[2]: max count. ARGV[3]: the deadline. ARGV[4]: the token.
 # ARGV[5]: "1" to take only items whose score <= now (ScheduledSet).
 # ARGV[6]: "1" to record the members in the index (leased=True).
-# Returns the number staged (read them with ZRANGE batch), or, when leases
-# have expired, their tokens (up to 100) and stages nothing: the caller
-# reclaims them (LEASE_RECLAIM, with their batch keys declared) and stages
-# again, so that reclaimed items are not passed over.
+# The reply has the shape of a RESP2 ZPOPMIN reply (flat pairs of strings),
+# so a client reads it with the same parser as the batch that follows it:
+#   "staged", n, then (member, deliveries so far) of the staged members
+#   that were delivered before (read the members with ZRANGE batch);
+#   "expired", k, then (token, 0) of k expired leases (up to 100): nothing
+#   is staged, the caller reclaims them (LEASE_RECLAIM, their batch keys
+#   declared) and stages again, so that reclaimed items are not passed over.
 LEASE_STAGE = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 100)
-if #expired > 0 then return expired end
+if #expired > 0 then
+  local out = {'expired', tostring(#expired)}
+  for _, t in ipairs(expired) do
+    out[#out + 1] = t
+    out[#out + 1] = '0'
+  end
+  return out
+end
 -- A first write that cannot grow memory (the batch key is new): on a server
 -- at maxmemory, a script may go on writing once it has written, so a take
 -- still works there, as a ZPOPMIN would.
@@ -109,7 +119,7 @@ if ARGV[5] == '1' then
 else
   n = redis.call('ZRANGESTORE', KEYS[5], KEYS[1], 0, tonumber(ARGV[2]) - 1)
 end
-if n == 0 then return 0 end
+if n == 0 then return {'staged', '0'} end
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('INCRBY', KEYS[3], n)
@@ -119,7 +129,11 @@ if ARGV[6] == '1' or redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('SADD', KEYS[4], unpack(members, i, math.min(i + 999, #members)))
   end
 end
-return n
+local out = {'staged', tostring(n)}
+for _, v in ipairs(redis.call('ZINTER', 2, KEYS[5], KEYS[6], 'WEIGHTS', 0, 1, 'WITHSCORES')) do
+  out[#out + 1] = v
+end
+return out
 """
 
 # Reclaim expired batches: each item back at its original score, or to the

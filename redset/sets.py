@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, List, Optional
 from redset._checks import check_count, require_sync_client
 from redset._core import adds, leasing, pops, reads
 from redset._core.config import SetConfig, TimeScored
+from redset._core.drain import DRAIN_WINDOW
 from redset._core.steps import Plan
 from redset._io.sync import make_driver
 from redset._io.shards import ShardDriver
@@ -39,6 +40,13 @@ def check_batch_size(batch_size: Any) -> int:
     size = check_count(batch_size, "batch_size")
     if size < 1:
         raise ValueError("batch_size must be >= 1, got %d" % size)
+    return size
+
+
+def check_window(window: Any) -> int:
+    size = check_count(window, "window")
+    if size < 1:
+        raise ValueError("window must be >= 1, got %d" % size)
     return size
 
 
@@ -94,9 +102,10 @@ class SortedSet(SetConfig):
     def _run(self, plan: Plan[Any]) -> Any:
         return self._io.run(plan)
 
-    def _make_lease(self, member: bytes, item: Any, score: float, deliveries: int, token: str,
-                    deadline: float) -> Lease:
-        return Lease(self, member, item, score, deliveries, token, deadline)
+    @property
+    def _make_lease(self) -> Any:
+        """The class of this set's lease handles (a take builds them)."""
+        return Lease
 
     # -- 0.5.1 API -----------------------------------------------------------------
     def __repr__(self) -> str:
@@ -206,13 +215,15 @@ class SortedSet(SetConfig):
         return list(self._run(pops.take(self, num, timeout, lease, read_timeout, self._make_lease)))
 
     def consumer(self, lease: float = 30.0, batch_size: int = 10, timeout: Optional[float] = None,
-                 handle_signals: bool = True) -> Consumer:
+                 handle_signals: bool = True, ack_delay: Optional[float] = None) -> Consumer:
         """A leased consumer loop: ``with s.consumer(lease=30) as items: for item in items: ...``.
 
-        See :class:`~redset.leases.Consumer`.
+        ``ack_delay``: the longest a finished item waits for its ack, which
+        goes with the others of its batch (default 0.1 s, at most ``lease /
+        3``; 0 acks each item at once). See :class:`~redset.leases.Consumer`.
         """
         return Consumer(self, lease=lease, batch_size=batch_size, timeout=timeout,
-                        handle_signals=handle_signals)
+                        handle_signals=handle_signals, ack_delay=ack_delay)
 
     # -- leases ----------------------------------------------------------------------
     def ack_many(self, leases: Iterable[Lease]) -> int:
@@ -225,10 +236,7 @@ class SortedSet(SetConfig):
             no longer held; its ``stale`` attribute lists them.
         :raises OutcomeUnknown: the connection failed after a call was sent.
         """
-        todo = [x for x in leases if not x.settled]
-        for lease in todo:
-            if not self._owns(lease):
-                raise ValueError("lease of %r given to ack_many of %r" % (lease._set.name, self.name))
+        todo = leasing.unsettled(self, leases)
         acked, stale = self._run(leasing.ack_many(self, todo))
         if stale:
             err = StaleLeaseError(
@@ -265,25 +273,38 @@ class SortedSet(SetConfig):
         """Move up to ``num`` dead letters back into the set at their original scores."""
         return int(self._run(leasing.requeue_dead(self, num)))
 
-    def drain(self, batch_size: int = 1000) -> Iterator[List[Any]]:
-        """Pop batches until the set is empty, keeping the next pop in flight.
+    def drain(self, batch_size: int = 1000, *, window: int = DRAIN_WINDOW) -> Iterator[List[Any]]:
+        """Pop batches until the set is empty, keeping a window of pops in flight.
 
-        While the caller works on one batch, the pop of the next is already
-        on its way, so a consumer is not held up by a round trip per batch.
-        The price is an at-most-once window: if the process dies, the one
-        batch popped in flight but not yet handed over is lost. Stopping the
-        iteration early (``break``, ``close()``) puts that batch back with
-        its original scores. The next pop is sent as soon as the header of
-        the current reply shows a full batch, so that the server works while
-        the client receives and decodes; a connection lost in that moment
-        leaves the outcome of both pops unknown
-        (:class:`~redset.exceptions.PopOutcomeUnknown`).
+        While the caller works on one batch, the pops of the next ones are
+        already on their way, so a consumer is not held up by a round trip
+        per batch and the server never waits for the client to decode. As
+        soon as the header of a reply shows a full batch, pops are sent
+        until ``window`` of them are in flight behind it; once a reply comes
+        back short no more are sent, and what the pops in flight bring back
+        (items added meanwhile) is still delivered.
+
+        The price is an at-most-once window: if the process dies, the
+        batches popped but not yet handed over are lost, up to
+        ``window + 1`` of them (those in flight and the one being received),
+        that is up to ``(window + 1) * batch_size`` items besides the batch
+        the caller holds. Stopping the iteration early (``break``,
+        ``close()``) reads every pop in flight and puts its items back with
+        their original scores. A connection lost meanwhile leaves the
+        outcome of every pop in flight unknown
+        (:class:`~redset.exceptions.PopOutcomeUnknown`, which says how many).
+        A sharded set pops one round per batch, none in flight, and ignores
+        ``window``.
 
         :param batch_size: items per pop.
+        :param window: pops kept in flight besides the one being received
+            (:data:`redset._core.drain.DRAIN_WINDOW`, 3, by default; 1 is a
+            single pop ahead).
         :returns: an iterator of non-empty lists.
         """
         batch_size = check_batch_size(batch_size)
-        return self._io.iterate(pops.drain(self, batch_size))  # type: ignore[no-any-return]
+        window = check_window(window)
+        return self._io.iterate(pops.drain(self, batch_size, window))  # type: ignore[no-any-return]
 
     def clear(self, *, keep_dead_letters: bool = False) -> int:
         """Delete the set and every key it owns; truthy if the set existed.

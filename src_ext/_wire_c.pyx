@@ -97,6 +97,8 @@ __all__ = [
     "ErrorReply",
     "PopReader",
     "NATIVE_POP_READER",
+    "LEASE_SLOTS",
+    "whole_batch",
 ]
 
 CODEC_DEFAULT = 0
@@ -1141,6 +1143,20 @@ cdef object _score_of(const char *s, Py_ssize_t n):
     """float() of a score's text; the exact call float(bytes) makes unless the text is plain."""
     cdef char *end = NULL
     cdef double d
+    cdef long long v = 0
+    cdef Py_ssize_t i = 0
+    if 0 < n <= 15:
+        # Plain integer digits (what integer scores come back as): exact in
+        # a double, so converted here, as float() would, without its parser.
+        # "-0" is left to it (-0.0).
+        if s[0] == b'-':
+            i = 1
+        if i < n:
+            while i < n and 48 <= s[i] <= 57:
+                v = v * 10 + (s[i] - 48)
+                i += 1
+            if i == n and not (s[0] == b'-' and v == 0):
+                return PyFloat_FromDouble(<double>(-v if s[0] == b'-' else v))
     if n > 0:
         d = PyOS_string_to_double(s, &end, NULL)
         if d == -1.0 and PyErr_Occurred() is not NULL:
@@ -1152,6 +1168,113 @@ cdef object _score_of(const char *s, Py_ssize_t n):
         return _float(text)  # the builtin, as the twin calls it (Cython's inlined float() differs)
     except ValueError:
         raise InvalidResponse(PyUnicode_Format(_M_SCORE, (text,))) from None
+
+
+class _MemberProbe:
+    __slots__ = ("x",)
+
+
+cdef object _ONE = 1
+cdef object _FALSE = False
+#: The slots a lease handle class gets from a reader: (name, ...) in order.
+LEASE_SLOTS = ("_batch", "member", "item", "score", "deliveries", "_settled")
+cdef object _member_descriptor = type(_MemberProbe.x)
+
+
+cdef extern from *:
+    """
+    #include <structmember.h>
+    /* The byte offset of a slot, from its member descriptor (-1 if the
+       descriptor is not a plain object slot). */
+    static Py_ssize_t __redset_slot_offset(PyObject *descr) {
+        PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+        return m->type == T_OBJECT_EX ? m->offset : -1;
+    }
+    /* A new instance of a class whose instances object.__new__ makes, its
+       slots all NULL. */
+    static PyObject *__redset_new_instance(PyObject *cls) {
+        PyTypeObject *t = (PyTypeObject *)cls;
+        return t->tp_alloc(t, 0);
+    }
+    /* Store a new reference to value in an empty slot. */
+    static void __redset_put_slot(PyObject *obj, Py_ssize_t offset, PyObject *value) {
+        Py_INCREF(value);
+        *(PyObject **)((char *)obj + offset) = value;
+    }
+    /* The object in a slot (borrowed), or NULL if it is empty. */
+    static PyObject *__redset_slot(PyObject *obj, Py_ssize_t offset) {
+        return *(PyObject **)((char *)obj + offset);
+    }
+    static void __redset_untrack(PyObject *obj) {
+        if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) PyObject_GC_UnTrack(obj);
+    }
+    static int __redset_cmp_ptr(const void *a, const void *b) {
+        PyObject *x = *(PyObject *const *)a, *y = *(PyObject *const *)b;
+        return x < y ? -1 : x > y;
+    }
+    """
+    Py_ssize_t _slot_offset "__redset_slot_offset"(object descr)
+    object _new_instance "__redset_new_instance"(object cls)
+    void _put_slot "__redset_put_slot"(object obj, Py_ssize_t offset, object value)
+    PyObject *_slot "__redset_slot"(object obj, Py_ssize_t offset)
+    void _untrack "__redset_untrack"(object obj)
+    int _cmp_ptr "__redset_cmp_ptr"(const void *a, const void *b) noexcept nogil
+
+from libc.stdlib cimport qsort
+
+cdef dict _LEASE_OFFSETS = {}
+
+
+cdef tuple _lease_offsets(object cls):
+    """The slot offsets of :data:`LEASE_SLOTS` on ``cls``, checked once per class."""
+    found = _LEASE_OFFSETS.get(cls)
+    if found is None:
+        if not isinstance(cls, type) or cls.__new__ is not object.__new__:
+            raise TypeError("%r must be a class whose instances object.__new__ makes" % (cls,))
+        offsets = []
+        for name in LEASE_SLOTS:
+            d = getattr(cls, name, None)
+            if type(d) is not _member_descriptor or _slot_offset(d) < 0:
+                raise TypeError("%r has no slot %r" % (cls, name))
+            offsets.append(_slot_offset(d))
+        found = _LEASE_OFFSETS[cls] = tuple(offsets)
+    return <tuple>found
+
+
+def whole_batch(list leases, object batch):
+    """True if ``leases`` holds ``batch.n`` distinct handles, all of
+    ``batch`` (their ``_batch`` slot), none marked ``_settled``.
+
+    The handles must be of a class with the slots of :data:`LEASE_SLOTS`.
+    """
+    cdef Py_ssize_t n = len(leases), i, off_batch, off_settled
+    cdef PyObject **ptrs
+    cdef PyObject *x
+    if n == 0 or n != batch.n:
+        return False
+    cls = type(leases[0])
+    offsets = _lease_offsets(cls)
+    off_batch = offsets[0]
+    off_settled = offsets[5]
+    for i in range(n):
+        item = <object>PyList_GET_ITEM(leases, i)
+        if type(item) is not cls:
+            return False
+        if _slot(item, off_batch) != <PyObject *>batch or _slot(item, off_settled) != <PyObject *>_FALSE:
+            return False
+    ptrs = <PyObject **>PyMem_Malloc(n * sizeof(PyObject *))
+    if ptrs is NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            ptrs[i] = PyList_GET_ITEM(leases, i)
+        qsort(ptrs, n, sizeof(PyObject *), _cmp_ptr)
+        for i in range(1, n):
+            if ptrs[i] == ptrs[i - 1]:
+                return False
+    finally:
+        PyMem_Free(ptrs)
+    return True
 
 
 @cython.final
@@ -1378,7 +1501,7 @@ cdef class PopReader:
         self._left = left
         return left == 0
 
-    def gets(self, failures, raw=None):
+    def gets(self, failures, raw=None, leases=None):
         """Return the next complete reply, decoded.
 
         :param failures: members that fail to decode are appended as
@@ -1387,6 +1510,13 @@ cdef class PopReader:
         :param raw: if given, ``(member_bytes, score_float)`` pairs are
             appended to it instead of decoding, and an empty list is
             returned (the reader must have been created ``with_scores``).
+        :param leases: ``(cls, batch, deliveries, codec, loads)``: return
+            lease handles instead of items, members decoded with ``codec``
+            and ``loads`` (reader created ``with_scores``): one ``cls``
+            instance per member that decodes, with its slots ``_batch``
+            (``batch``), ``member``, ``item``, ``score``, ``deliveries``
+            (``deliveries.get(member, 1)``, or 1 when it is None) and
+            ``_settled`` (False) set, and no ``__init__`` run.
         :returns: the list of decoded items; ``False`` if the reply has not
             fully arrived; an :class:`ErrorReply` for an error reply.
         :raises redis.exceptions.InvalidResponse: the bytes are not a pop reply.
@@ -1417,6 +1547,8 @@ cdef class PopReader:
             if raw is not None:
                 self._raw_pairs(body, end, <list?>raw)
                 return []
+            if leases is not None:
+                return self._leases(body, end, failures, <tuple?>leases)
             return self._decode(body, end, failures)
         finally:
             self._busy = False
@@ -1453,6 +1585,63 @@ cdef class PopReader:
                     pos = _walk_bulk(buf, pos, &data)
                 else:
                     pos = _walk_line(buf, pos, end)
+        return out
+
+    cdef list _leases(self, Py_ssize_t pos, Py_ssize_t end, object failures, tuple spec):
+        cdef list out = []
+        cdef list one = []
+        cdef const char *buf = self._buf
+        cdef Py_ssize_t data, next_pos, e
+        cdef bint nested = self._nested
+        cdef int codec
+        cdef PyObject *value
+        cdef Py_ssize_t o_batch, o_member, o_item, o_score, o_deliveries, o_settled
+        if not self._with_scores:
+            raise ValueError(_M_RAW)
+        cls, batch, deliveries, codec_obj, loads = spec
+        codec = _codec_id(codec_obj)
+        offsets = _lease_offsets(cls)
+        o_batch, o_member, o_item, o_score, o_deliveries, o_settled = offsets
+        while pos < end:
+            if nested:
+                pos += 4
+            next_pos = _walk_bulk(buf, pos, &data)
+            member = PyBytes_FromStringAndSize(buf + data, next_pos - 2 - data)
+            pos = next_pos
+            if buf[pos] == b'$':
+                next_pos = _walk_bulk(buf, pos, &data)
+                score = _score_of(buf + data, next_pos - 2 - data)
+            else:
+                e = _find_crlf(buf, pos + 1, end)
+                next_pos = e + 2
+                score = _score_of(buf + pos + 1, e - pos - 1)
+            pos = next_pos
+            if codec == C_DEFAULT or codec == C_STR:
+                item = _decode_utf8_or_none(PyBytes_AS_STRING(member), PyBytes_GET_SIZE(member))
+                if item is None:
+                    del one[:]
+                    _decode_into(one, codec, loads, failures, member)
+                    if not one:
+                        continue
+                    item = one[0]
+            else:
+                del one[:]
+                _decode_into(one, codec, loads, failures, member)
+                if not one:
+                    continue
+                item = one[0]
+            count = _ONE if deliveries is None else deliveries.get(member, _ONE)
+            lease = _new_instance(cls)
+            _put_slot(lease, o_batch, batch)
+            _put_slot(lease, o_member, member)
+            _put_slot(lease, o_item, item)
+            _put_slot(lease, o_score, score)
+            _put_slot(lease, o_deliveries, count)
+            _put_slot(lease, o_settled, _FALSE)
+            # Built by the thousand: kept out of the cycle collector's young
+            # generation (a handle refers to its batch, member, item, score).
+            _untrack(lease)
+            out.append(lease)
         return out
 
     cdef int _raw_pairs(self, Py_ssize_t pos, Py_ssize_t end, list raw) except -1:

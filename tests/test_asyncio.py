@@ -273,6 +273,31 @@ class _AsyncWrapper:
         return getattr(self._client, name)
 
 
+@pytest.mark.parametrize("window", [1, 3])
+def test_drain_window_and_early_stop_put_back_every_pop_in_flight(aclient, aurl, window):
+    url, kwargs = aurl
+
+    async def main() -> None:
+        client = aclient.from_url(url, **kwargs)
+        s = aredset.SortedSet(client, "q")
+        with pytest.raises(ValueError, match="window"):
+            s.drain(10, window=0)
+        with pytest.raises(TypeError, match="window"):
+            s.drain(10, window="2")
+        await s.add_many(["k%05d" % i for i in range(20000)], range(20000))
+        it = s.drain(1000, window=window)
+        delivered = [x for _ in range(2) for x in await it.__anext__()]
+        await it.aclose()
+        assert delivered == ["k%05d" % i for i in range(2000)]
+        assert await s.count() == 18000  # every pop in flight was put back
+        assert await s.peek() == "k02000" and await s.score("k02000") == 2000.0
+        got = [x async for batch in s.drain(1000, window=window) for x in batch]
+        assert got == ["k%05d" % i for i in range(2000, 20000)]
+        await client.aclose()
+
+    run(main())
+
+
 @pytest.mark.parametrize("cls", CLASSES)
 def test_client_fallback_driver_through_a_wrapper(aclient, aurl, cls):
     from redset._io.aio import AsyncClientDriver

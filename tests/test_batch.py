@@ -255,6 +255,56 @@ def test_drain_stopped_early_puts_the_inflight_batch_back(r, cls):
     assert s.score("m1000") == 1000.0
 
 
+@pytest.mark.parametrize("window", [1, 3])
+@pytest.mark.parametrize("cls", [SortedSet, ScheduledSet])
+def test_drain_stopped_early_puts_back_every_pop_in_flight(r, cls, window):
+    s = cls(r, "q")
+    total = 20000
+    s.add_many(("m%05d" % i for i in range(total)), range(total))
+    it = s.drain(1000, window=window)
+    delivered = [x for _ in range(3) for x in next(it)]
+    it.close()
+    assert delivered == ["m%05d" % i for i in range(3000)]
+    assert len(s) == total - len(delivered)  # every pop in flight was put back
+    assert s.peek() == "m03000" and s.score("m03000") == 3000.0
+
+
+@pytest.mark.parametrize("window", [1, 2, 4])
+def test_drain_window_delivers_everything_once_in_order(r, window):
+    s = SortedSet(r, "q")
+    n = 10500
+    s.add_many(("m%05d" % i for i in range(n)), range(n))
+    batches = list(s.drain(500, window=window))
+    assert [x for b in batches for x in b] == ["m%05d" % i for i in range(n)]
+    assert [len(b) for b in batches] == [500] * 21
+    assert len(s) == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, "3", 1.5, True, None])
+def test_drain_window_is_validated_before_anything_is_sent(r, bad):
+    s = SortedSet(r, "q")
+    s.add_many(["a", "b", "c"], [1, 2, 3])
+    with pytest.raises(ValueError if isinstance(bad, int) and not isinstance(bad, bool) else TypeError,
+                       match="window"):
+        s.drain(1, window=bad)
+    assert len(s) == 3
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_drain_dead_letters_mid_stream_and_loses_nothing(r, window):
+    """Dead-lettering a member (a ZADD on the drain's connection) while pops
+    are in flight: their replies are read first, their items delivered."""
+    s = SortedSet(r, "q", serializer=JSONSerializer(), dead_letter_key="{q}:bad")
+    r.zadd("q", {('{"i":%d}' % i).encode(): i for i in range(100)})
+    r.zadd("q", {b"{broken": 5.5})
+    got = [x["i"] for batch in s.drain(10, window=window) for x in batch]
+    assert got == list(range(100))
+    assert r.zrange("{q}:bad", 0, -1) == [b"{broken"]
+    assert len(s) == 0
+    s.add("x", 1)
+    assert s.take(5) == ["x"]  # the connection is clean
+
+
 def test_scheduled_drain_leaves_future_items(r):
     s = ScheduledSet(r, "q")
     now = time.time()

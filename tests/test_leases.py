@@ -303,3 +303,59 @@ def test_ack_many_reports_stale_and_acks_the_rest(r):
     assert [x.item for x in info.value.stale] == ["a"]
     assert s.in_flight() == 1  # only the re-leased "a" is still in flight
     held[0].ack()
+
+
+def test_consumer_acks_each_batch_in_one_call(r, monkeypatch):
+    from redset._core import leasing
+
+    calls = []
+    real = leasing.ack_many
+
+    def spy(cfg, leases):
+        calls.append(len(leases))
+        return (yield from real(cfg, leases))
+
+    monkeypatch.setattr(leasing, "ack_many", spy)
+    s = SortedSet(r, "q")
+    s.add_many(["k%d" % i for i in range(10)], range(10))
+    in_flight = []
+    with s.consumer(lease=30, batch_size=5, timeout=0.2, handle_signals=False, ack_delay=5) as items:
+        for item in items:
+            in_flight.append(s.in_flight())
+    # Items done wait for their batch: nothing is acked one by one.
+    assert in_flight == [5, 5, 5, 5, 5, 5, 5, 5, 5, 5]
+    assert calls == [5, 5]
+    assert items.acked == 10 and s.in_flight() == 0 and len(s) == 0
+
+
+@pytest.mark.parametrize("ack_delay", [0, 0.2, 10])
+def test_consumer_what_a_crash_would_repeat(r, ack_delay):
+    # Three items handed out of a batch of five, the block never left (as
+    # if the process died): what is still in flight comes back after the
+    # lease; what was acked does not.
+    s = SortedSet(r, "q")
+    s.add_many(["k%d" % i for i in range(5)], range(5))
+    c = s.consumer(lease=30, batch_size=5, handle_signals=False, ack_delay=ack_delay)
+    c.__enter__()
+    try:
+        it = iter(c)
+        assert [next(it) for _ in range(3)] == ["k0", "k1", "k2"]
+        if ack_delay == 0:
+            assert s.in_flight() == 3  # k0, k1 acked when the next was asked for
+        elif ack_delay == 10:
+            assert s.in_flight() == 5  # k0, k1 done, waiting for the batch's ack
+        else:
+            time.sleep(ack_delay + 0.3)  # the body runs long: the background thread acks them
+            assert s.in_flight() == 3
+    finally:
+        c.__exit__(None, None, None)
+    assert s.in_flight() == 0 and c.acked == 3 and sorted(s.take(5)) == ["k3", "k4"]
+
+
+def test_consumer_ack_delay_is_checked(r):
+    s = SortedSet(r, "q")
+    with pytest.raises(ValueError, match="ack_delay"):
+        s.consumer(lease=3, ack_delay=2)
+    with pytest.raises(ValueError, match="ack_delay"):
+        s.consumer(lease=3, ack_delay=-1)
+    assert s.consumer(lease=0.15).ack_delay == pytest.approx(0.05)

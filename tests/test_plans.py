@@ -271,9 +271,12 @@ def test_cancelled_pop_reads_its_reply_and_puts_items_back(make_set):
     assert args_of(log)[-1] == (b"ZADD", b"q", b"NX", b"1.0", b"x", b"2.0", b"y")
 
 
-def test_drain_stopped_early_puts_the_pop_in_flight_back(make_set):
+@pytest.mark.parametrize("window", [1, 3])
+def test_drain_stopped_early_puts_the_pop_in_flight_back(make_set, window):
     s = make_set()
     delivered: List[Any] = []
+    ahead_sent: List[Any] = []
+    in_flight = [(b"c", 3.0), (b"d", 4.0), (b"e", 5.0)][:window]
 
     def answer(req: Any, log: List[Any]) -> Any:
         if isinstance(req, Deliver):
@@ -281,16 +284,140 @@ def test_drain_stopped_early_puts_the_pop_in_flight_back(make_set):
             return Throw(StopDelivery())  # the caller broke out of its loop
         if isinstance(req, Recv) and req.mode == POP:
             if req.ahead is not None:
-                req.ahead(2)  # a full batch: the plan asks for the next pop now
+                # a full batch: the plan fills its window now
+                ahead_sent.extend(req.ahead(2) or [])
             return (["a", "b"], [])
         if isinstance(req, Recv) and req.mode == PAIRS:
-            return [(b"c", 3.0)]
+            return [in_flight.pop(0)]
         return 1 if isinstance(req, Recv) else None
 
-    _, log = play(pops.drain(s, 2), answer)
+    _, log = play(pops.drain(s, 2, window), answer)
     assert delivered == [["a", "b"]]
+    assert len(ahead_sent) == window and not in_flight  # every pop in flight was read
     sent = args_of(log)
-    assert sent[-1] == (b"ZADD", b"q", b"NX", b"3.0", b"c")
+    back = [b"ZADD", b"q", b"NX"]
+    for member, score in [(b"c", b"3.0"), (b"d", b"4.0"), (b"e", b"5.0")][:window]:
+        back += [score, member]
+    assert sent[-1] == tuple(back)
+
+
+class FakeServer:
+    """Answers a drain as a server would, one reply per command in order:
+    ZPOPMIN runs when its reply is read (the server works through the
+    pipeline in order), ZADD puts members back. Counts the pops in flight:
+    sent (by a Send, or by ``ahead``) and not read yet."""
+
+    def __init__(self, members: List[Tuple[bytes, float]], bad: Tuple[bytes, ...] = ()) -> None:
+        self.zset = dict(members)
+        self.bad = bad  # members a POP read reports as failing to decode
+        self.others: dict = {}  # other keys ZADD wrote to: {key: {member: score}}
+        self.queue: List[Tuple[Any, ...]] = []  # commands sent, no reply read yet
+        self.delivered: List[Any] = []
+        self.max_waiting = 0  # pops in flight while a reply's header was awaited
+        self.max_behind = 0  # pops in flight behind the reply being received
+        self.pops = 0
+        self.on_pop: Any = None  # called with each pop's reply, before it is read
+
+    def send(self, cmds: Any) -> None:
+        for cmd in cmds:
+            self.queue.append(tuple(a if isinstance(a, bytes) else str(a).encode() for a in cmd.args))
+
+    def run_next(self) -> Any:
+        args = self.queue.pop(0)
+        if args[0] == b"ZADD":
+            target = self.zset if args[1] == b"q" else self.others.setdefault(args[1], {})
+            rest = args[3:] if args[2] == b"NX" else args[2:]
+            for score, member in zip(rest[0::2], rest[1::2]):
+                target.setdefault(member, float(score))
+            return 0
+        assert args[0] == b"ZPOPMIN"
+        self.pops += 1
+        popped = sorted(self.zset.items(), key=lambda kv: (kv[1], kv[0]))[:int(args[2])]
+        for member, _ in popped:
+            del self.zset[member]
+        if self.on_pop is not None:
+            self.on_pop(popped)
+        return popped
+
+    def answer(self, req: Any, log: List[Any]) -> Any:
+        if isinstance(req, Send):
+            self.send(req.cmds)
+            return None
+        if isinstance(req, Deliver):
+            self.delivered.append(req.value)
+            return None
+        assert isinstance(req, Recv)
+        self.max_waiting = max(self.max_waiting, len(self.queue))
+        is_pop = self.queue[0][0] == b"ZPOPMIN"
+        assert is_pop == (req.mode != RAW), "a %s reply read in mode %s" % (self.queue[0][0], req.mode)
+        popped = self.run_next()
+        if req.mode in (RAW, PAIRS):
+            return popped
+        if req.ahead is not None:  # the header is here: what does the plan send now?
+            self.send(req.ahead(len(popped)) or [])
+            self.max_behind = max(self.max_behind, len(self.queue))
+        failures = [(m, ValueError("bad")) for m, _ in popped if m in self.bad]
+        return ([m.decode() for m, _ in popped if m not in self.bad], failures)
+
+
+@pytest.mark.parametrize("window", [1, 3, 4])
+def test_drain_keeps_at_most_window_pops_in_flight(make_set, window):
+    s = make_set()
+    server = FakeServer([(b"m%04d" % i, float(i)) for i in range(205)])
+    play(pops.drain(s, 10, window), server.answer)
+    got = [x for batch in server.delivered for x in batch]
+    assert got == ["m%04d" % i for i in range(205)]
+    assert server.max_behind == window  # topped up to the window, never past it
+    assert server.max_waiting <= window
+    # 21 pops hold items; after the short 21st, only the pops already in
+    # flight behind it are read: no new one is sent.
+    assert server.pops == 21 + window - 1
+    assert not server.queue and not server.zset
+
+
+@pytest.mark.parametrize("window", [1, 3])
+@pytest.mark.parametrize("stop_after", [1, 4])
+def test_drain_stopped_early_puts_back_every_pop_in_flight(make_set, window, stop_after):
+    s = make_set()
+    total = 200
+    server = FakeServer([(b"m%04d" % i, float(i)) for i in range(total)])
+
+    def answer(req: Any, log: List[Any]) -> Any:
+        got = server.answer(req, log)
+        if isinstance(req, Deliver) and len(server.delivered) == stop_after:
+            return Throw(StopDelivery())
+        return got
+
+    play(pops.drain(s, 10, window), answer)
+    delivered = [x for batch in server.delivered for x in batch]
+    assert len(delivered) == 10 * stop_after
+    assert not server.queue  # every pop in flight was read
+    assert len(server.zset) == total - len(delivered)  # and its items are back, at their scores
+    assert server.zset == {b"m%04d" % i: float(i) for i in range(len(delivered), total)}
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_drain_delivers_what_the_pops_in_flight_find_after_a_short_one(make_set, window):
+    """Items added while the pops behind a short reply are in flight are
+    delivered (or stay in the set): never lost."""
+    s = make_set()
+    server = FakeServer([(b"m%04d" % i, float(i)) for i in range(35)])
+    added: List[bytes] = []
+
+    def add_after_short(popped: List[Any]) -> None:
+        if len(popped) < 10 and not added:  # a producer adds right after the short pop
+            for i in range(25):
+                server.zset[b"late%02d" % i] = 1000.0 + i
+                added.append(b"late%02d" % i)
+
+    server.on_pop = add_after_short
+    play(pops.drain(s, 10, window), server.answer)
+    delivered = [x for batch in server.delivered for x in batch]
+    assert delivered[:35] == ["m%04d" % i for i in range(35)]
+    late = delivered[35:]
+    assert len(late) == min(25, 10 * (window - 1))  # what the pops already in flight brought back
+    assert sorted(late + [m.decode() for m in server.zset]) == [m.decode() for m in added]
+    assert not server.queue
 
 
 def test_retry_policy_gives_up_after_two_resends():
@@ -404,3 +531,17 @@ def test_drain_resends_every_pop_in_flight_when_refused(make_set):
     _, log = play(pops.drain(s, 2), run)
     assert delivered == [["x"]]
     assert [a[0] for a in args_of(log)] == [b"ZPOPMIN", b"ZPOPMIN"]
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_drain_reads_the_pops_in_flight_before_dead_lettering(make_set, window):
+    """A batch with members that fail to decode is dead-lettered with a ZADD
+    on the drain's connection: the pops in flight are read first (so the
+    ZADD's reply is its own), and their items are delivered afterwards."""
+    s = make_set(dead_letter_key="{q}:bad")
+    server = FakeServer([(b"m%04d" % i, float(i)) for i in range(45)], bad=(b"m0003",))
+    play(pops.drain(s, 10, window), server.answer)
+    delivered = [x for batch in server.delivered for x in batch]
+    assert delivered == ["m%04d" % i for i in range(45) if i != 3]
+    assert list(server.others[b"{q}:bad"]) == [b"m0003"]
+    assert not server.queue and not server.zset

@@ -267,7 +267,11 @@ class SetConfig:
 
     def _owns(self, lease: Any) -> bool:
         """Whether ``lease`` came from this set (or one of its shards)."""
-        return lease._set is self or (self._shard_sets is not None and lease._set in self._shard_sets)
+        return self._owns_owner(lease._set)
+
+    def _owns_owner(self, owner: Any) -> bool:
+        """Whether ``owner`` is this set or one of its shards."""
+        return owner is self or (self._shard_sets is not None and owner in self._shard_sets)
 
     @property
     def redis(self) -> Any:

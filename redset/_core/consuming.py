@@ -9,41 +9,24 @@ the extender; the asyncio one on its driver, with a task.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, ContextManager, List, Optional
 
 from redset._core import leasing, pops, sharding
+from redset._core.handles import LeaseBase, LeaseBatch
 from redset._core.steps import Plan
 from redset.exceptions import OutcomeUnknown, StaleLeaseError
 
-__all__ = ["LeaseBase", "ConsumerBase", "END", "ack", "nack", "extend", "next_item", "finish", "extend_held"]
+__all__ = ["LeaseBase", "LeaseBatch", "ConsumerBase", "END", "ack", "nack", "extend", "next_item", "finish", "extend_held", "flush_acks",
+           "tick", "DEFAULT_ACK_DELAY"]
 
 log = logging.getLogger("redset.leases")
 
 #: Longest single wait of a consumer between two looks at its stop flag.
 WAIT_SLICE = 1.0
-
-
-class LeaseBase:
-    """One leased item (see :class:`redset.leases.Lease`)."""
-
-    __slots__ = ("item", "score", "deliveries", "token", "deadline", "member", "_set", "settled", "_n")
-
-    def __init__(self, owner: Any, member: bytes, item: Any, score: float, deliveries: int,
-                 token: str, deadline: float) -> None:
-        self._set = owner
-        self.member = member
-        self.item = item
-        self.score = score
-        self.deliveries = deliveries
-        self.token = token
-        self.deadline = deadline
-        self.settled = False
-        #: The size of the batch (the take) this lease belongs to, while every
-        #: lease of it shares its token; 0 if unknown.
-        self._n = 0
-
-    def __repr__(self) -> str:
-        return "<Lease item=%r deliveries=%d deadline=%.3f>" % (self.item, self.deliveries, self.deadline)
+#: Seconds a finished item may wait for its ack by default (``consumer(ack_delay=...)``;
+#: never more than a third of the lease).
+DEFAULT_ACK_DELAY = 0.1
 
 
 def ack(lease: LeaseBase) -> Plan[None]:
@@ -73,9 +56,15 @@ class ConsumerBase:
     """
 
     def __init__(self, owner: Any, lease: float, batch_size: int, timeout: Optional[float],
-                 handle_signals: bool, stopping: Any, lock: ContextManager[Any]) -> None:
+                 handle_signals: bool, stopping: Any, lock: ContextManager[Any],
+                 ack_delay: Optional[float] = None) -> None:
         if not lease > 0:
             raise ValueError("lease must be a positive number of seconds, got %r" % (lease,))
+        if ack_delay is None:
+            ack_delay = min(DEFAULT_ACK_DELAY, lease / 3.0)
+        if not 0 <= ack_delay <= lease / 3.0:
+            raise ValueError("ack_delay must be between 0 and lease / 3 (%r) seconds, got %r"
+                             % (lease / 3.0, ack_delay))
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must be >= 0, got %r" % (timeout,))
         self._set = owner
@@ -93,6 +82,11 @@ class ConsumerBase:
         self.signalled: Optional[int] = None
         self.acked = 0
         self.nacked = 0
+        #: Seconds an item may wait, done, for its ack (see :func:`next_item`).
+        self.ack_delay = float(ack_delay)
+        self._done: List[Any] = []  # finished, not acked yet
+        self._done_since = 0.0  # time.monotonic() when the oldest of them finished
+        self._extended = time.monotonic()
 
     def stop(self) -> None:
         """Stop after the current item."""
@@ -101,7 +95,12 @@ class ConsumerBase:
     def _held(self) -> List[Any]:
         with self._lock:
             current = [self._current] if self._current is not None else []
-            return [x for x in current + self._batch if not x.settled]
+            return [x for x in self._done + current + self._batch if not x.settled]
+
+    def _tick_every(self) -> float:
+        """How often the background extender must look at the block."""
+        every = self.lease / 3.0
+        return min(every, self.ack_delay) if self.ack_delay > 0 else every
 
 
 def _on_owner(c: ConsumerBase, lease: LeaseBase, plan: Plan[Any]) -> Plan[Any]:
@@ -136,7 +135,14 @@ END = object()
 
 
 def next_item(c: ConsumerBase, read_timeout: Optional[float]) -> Plan[Any]:
-    """The next leased item of the loop, or :data:`END`; asking acks the last.
+    """The next leased item of the loop, or :data:`END`.
+
+    Asking for it marks the last item done. Done items are acked together,
+    in one call: before the next batch is taken (a batch whose every item
+    was done is one ``DEL``), when the block ends, and at the latest
+    ``ack_delay`` seconds after the first of them was done (by the
+    background extender, :func:`tick`, when the body takes longer). With
+    ``ack_delay=0`` every item is acked at once, one round trip each.
 
     Waits for work in slices of :data:`WAIT_SLICE` so a stop request is seen
     within one; ends after ``timeout`` seconds without work (never, if None).
@@ -144,8 +150,16 @@ def next_item(c: ConsumerBase, read_timeout: Optional[float]) -> Plan[Any]:
     owner = c._set
     with c._lock:
         previous, c._current = c._current, None
+        if previous is not None and not previous.settled and c.ack_delay > 0:
+            if not c._done:
+                c._done_since = time.monotonic()
+            c._done.append(previous)
+            previous = None
     if previous is not None and not previous.settled:
         yield from _settle_quietly(c, previous, True)
+    if c._done and (not c._batch or c.stopping.is_set()
+                    or time.monotonic() - c._done_since >= c.ack_delay):
+        yield from flush_acks(c)
     if c.stopping.is_set():
         return END
     if not c._batch:
@@ -168,17 +182,51 @@ def next_item(c: ConsumerBase, read_timeout: Optional[float]) -> Plan[Any]:
     return current.item
 
 
+def flush_acks(c: ConsumerBase) -> Plan[None]:
+    """Ack the items done so far, in one call; leases lost meanwhile are
+    someone else's now, and an ack whose outcome is unknown is logged (if it
+    did not apply, the items come back when their leases expire)."""
+    with c._lock:
+        done, c._done = c._done, []
+    done = [x for x in done if not x.settled]
+    if not done:
+        return
+    try:
+        acked, _stale = yield from leasing.ack_many(c._set, done)
+        c.acked += acked
+    except OutcomeUnknown as exc:
+        log.warning("ack of %d items on %s may not have applied: %s", len(done), c._set.name, exc)
+
+
 def finish(c: ConsumerBase, failed: bool) -> Plan[None]:
-    """End of the block: ack the current item (nack it if the body raised),
-    put the rest of the batch back uncharged."""
+    """End of the block: ack the items done and the current one (nack the
+    current one if the body raised), put the rest of the batch back uncharged."""
     with c._lock:
         current, c._current = c._current, None
         rest, c._batch = c._batch, []
+        if current is not None and not current.settled and not failed:
+            c._done.append(current)
+            current = None
+    yield from flush_acks(c)
     if current is not None and not current.settled:
-        yield from _settle_quietly(c, current, not failed)
+        yield from _settle_quietly(c, current, False)
     held = [x for x in rest if not x.settled]
     if held:
         yield from leasing.release_many(c._set, held)
+
+
+def tick(c: ConsumerBase) -> Plan[None]:
+    """What the background extender does at each look: ack the items done
+    ``ack_delay`` ago or more, and renew the leases held every ``lease / 3``."""
+    now = time.monotonic()
+    if c._done and now - c._done_since >= c.ack_delay:
+        try:
+            yield from flush_acks(c)
+        except Exception:  # noqa: BLE001 - the server is away: the loop or the next look retries
+            pass
+    if now - c._extended >= c.lease / 3.0:
+        c._extended = now
+        yield from extend_held(c)
 
 
 def extend_held(c: ConsumerBase) -> Plan[None]:

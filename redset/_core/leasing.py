@@ -12,31 +12,35 @@ See :mod:`redset.scripts` for the layout.
 """
 from __future__ import annotations
 
+import operator
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from redset import scripts
 from redset._core import kinds
 from redset._core.adds import wake
 from redset._core.calls import call, follow, is_noscript, lost, script
 from redset._core.config import SetConfig, new_token
+from redset._core.handles import LeaseBatch
 from redset._core.errors import named_error
 from redset._core.failures import handle_failures
 from redset._core.steps import (
-    ONCE, POPS, RECV_PAIRS, RECV_RAW, SAFE, Cancelled, Cmd, NotSent, Plan, Redirected, Send,
+    LEASES, ONCE, POPS, RECV_PAIRS, SAFE, Recv, Cancelled, Cmd, NotSent, Plan, Redirected, Send,
 )
 from redset.exceptions import StaleLeaseError
 
-__all__ = ["lease_take", "nack", "extend", "extend_many", "ack_many", "release_many", "dead_letters",
+__all__ = ["lease_take", "unsettled", "nack", "extend", "extend_many", "ack_many", "release_many", "dead_letters",
            "requeue_dead", "ack_members"]
 
-#: ``make(member, item, score, deliveries, token, deadline)`` -> a lease handle.
-LeaseFactory = Callable[[bytes, Any, float, int, str, float], Any]
+#: The class of the lease handles a take makes (a LeaseBase).
+LeaseFactory = Any
 
 #: Members per script call of the settles (Lua's stack holds ~8,000 values).
 SETTLE_CHUNK = 1000
 
 _STAGE_SHA = scripts.sha1(scripts.LEASE_STAGE)
+_BATCH_OF = operator.attrgetter("_batch")
+_SETTLED = operator.attrgetter("_settled")
 
 
 def _fixed_keys(cfg: SetConfig) -> List[Any]:
@@ -60,55 +64,36 @@ def lease_take(cfg: SetConfig, num: int, lease: float, make: LeaseFactory) -> Pl
         deadline = now + lease
         token = new_token()
         batch = cfg._batch_prefix + token
-        stage = ("EVALSHA", _STAGE_SHA, 5, main, inflight, leased, cfg._index_key, batch,
+        stage = ("EVALSHA", _STAGE_SHA, 6, main, inflight, leased, cfg._index_key, batch, deliveries,
                  wire.format_score(now), num, repr(float(deadline)), token,
                  "1" if cfg._due_only else "0", "1" if cfg.leased else "0")
-        # The pairs last: a driver may read a pop reply with its own buffer,
-        # so nothing may follow it in flight.
-        commands = (stage, ("ZINTER", 2, batch, deliveries, "WEIGHTS", 0, 1, "WITHSCORES"),
-                    ("ZRANGE", batch, 0, -1, "WITHSCORES"))
-        replies = yield from _staged(cfg, commands, token)
-        staged = replies[0]
-        if isinstance(staged, kinds.RESPONSE):
-            if is_noscript(staged):
+        head, leases = yield from _staged(cfg, (stage, ("ZRANGE", batch, 0, -1, "WITHSCORES")), token, deadline,
+                                          make)
+        if isinstance(head, kinds.RESPONSE):
+            if is_noscript(head):
                 yield from call(wire, ("SCRIPT", "LOAD", scripts.LEASE_STAGE))
                 continue
-            raise named_error(staged, stage, "LEASE_STAGE")
-        if isinstance(staged, list):  # expired leases first
-            yield from _reclaim(cfg, [t.decode() if isinstance(t, bytes) else t for t in staged])
+            raise named_error(head, stage, "LEASE_STAGE")
+        if head[0][0] == b"expired":  # expired leases first
+            yield from _reclaim(cfg, [t.decode() for t, _ in head[1:]])
             continue
-        if not staged:
-            return [], 0
         break
-    pairs = replies[2]
-    before = dict(wire.decode_scored(replies[1])) if replies[1] else None
-    out: List[Any] = []
-    failures: List[Tuple[bytes, BaseException]] = []
-    n = len(pairs)
-    decode = wire.decode_member
-    codec, loads = cfg._codec, cfg._loads
-    for member, score in pairs:
-        try:
-            item = decode(codec, loads, member)
-        except (RuntimeError, MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            failures.append((member, exc))
-            continue
-        handle = make(member, item, score, 1 if before is None else int(before.get(member, 0)) + 1,
-                      token, deadline)
-        handle._n = n
-        out.append(handle)
+    out, failures = leases
     if failures:
-        # Keep nothing in flight that no one can ack.
+        # Keep nothing in flight that no one can ack; the batch is no longer whole.
+        if out:
+            out[0]._batch.n = 0
         yield from ack_members(cfg, token, [m for m, _ in failures])
         yield from handle_failures(cfg, out, failures)
     return out, len(failures)
 
 
-def _staged(cfg: SetConfig, commands: Sequence[Sequence[Any]], token: str) -> Plan[List[Any]]:
-    """Send the staging script and its two reads; return the three replies
-    (the ZRANGE one as ``(member, score)`` pairs).
+def _staged(cfg: SetConfig, commands: Sequence[Sequence[Any]], token: str, deadline: float,
+            make: Any) -> Plan[List[Any]]:
+    """Send the staging script and the read of its batch; return the
+    script's reply as ``(member, score)`` pairs, and ``(handles, failures)``
+    of the batch (both are read from the socket by the codec's pop parser,
+    as a ZPOPMIN reply is).
 
     Nothing is re-sent once the script may have run: a lost connection
     raises :class:`PopOutcomeUnknown` (the items, if staged, come back when
@@ -124,9 +109,18 @@ def _staged(cfg: SetConfig, commands: Sequence[Sequence[Any]], token: str) -> Pl
         try:
             yield Send(cmds[len(replies):])
             sent = True
-            while len(replies) < 3:
-                replies.append((yield (RECV_PAIRS if len(replies) == 2 else RECV_RAW)))
-            return replies
+            if not replies:
+                replies.append((yield RECV_PAIRS))
+            head = replies[0]
+            if isinstance(head, kinds.RESPONSE) or head[0][0] != b"staged":
+                replies.append((yield RECV_PAIRS))  # an empty batch: nothing was staged
+                return [head, ([], [])]
+            before = {m: int(d) + 1 for m, d in head[1:]} if len(head) > 1 else None
+            batch = LeaseBatch(cfg, token, deadline, int(head[0][1]))
+            got = yield Recv(LEASES, cfg._codec, cfg._loads, leases=(make, batch, before))
+            if isinstance(got, kinds.RESPONSE):
+                raise named_error(got, commands[1], "LEASE_STAGE")
+            return [head, got]
         except Redirected as exc:  # the commands without a reply did not run
             redirects = yield from follow(exc, redirects, commands[len(replies)], "LEASE_STAGE")
         except NotSent as exc:
@@ -137,13 +131,13 @@ def _staged(cfg: SetConfig, commands: Sequence[Sequence[Any]], token: str) -> Pl
         except Cancelled:
             if sent:
                 try:
-                    while len(replies) < 3:
-                        replies.append((yield (RECV_PAIRS if len(replies) == 2 else RECV_RAW)))
+                    while len(replies) < 2:
+                        replies.append((yield RECV_PAIRS))
                 except Redirected:
                     pass
                 else:
-                    if isinstance(replies[2], list) and replies[2]:
-                        yield from _release(cfg, [(token, [m for m, _ in replies[2]])])
+                    if isinstance(replies[1], list) and replies[1]:
+                        yield from _release(cfg, [(token, [m for m, _ in replies[1]])])
             raise
 
 
@@ -155,91 +149,119 @@ def _reclaim(cfg: SetConfig, tokens: List[str]) -> Plan[int]:
     return int((yield from script(cfg._wire_impl, scripts.LEASE_RECLAIM, keys, args)))
 
 
-def _by_token(leases: Sequence[Any]) -> Dict[str, List[Any]]:
-    """Leases grouped by token, each member once, in the order given."""
-    groups: Dict[str, List[Any]] = {}
+def _by_batch(leases: Sequence[Any]) -> List[Tuple[Any, List[Any]]]:
+    """Leases grouped by their batch object, each member once, in order."""
+    groups: Dict[int, Tuple[Any, List[Any]]] = {}
     seen = set()
     for lease in leases:
-        key = (lease.token, lease.member)
+        key = (lease._batch.token, lease.member)
         if key in seen:
             continue
         seen.add(key)
-        groups.setdefault(lease.token, []).append(lease)
-    return groups
+        b = lease._batch
+        groups.setdefault(id(b), (b, []))[1].append(lease)
+    return list(groups.values())
 
 
-def _chunks(groups: List[Tuple[str, List[Any]]], fixed: int) -> List[List[Tuple[str, List[Any]]]]:
+def _whole(cfg: SetConfig, leases: Sequence[Any]) -> Any:
+    """The batch that ``leases`` are all of, each once, none settled on its
+    own, or None."""
+    if not leases:
+        return None
+    b = leases[0]._batch
+    if not b.n or b.done or len(leases) != b.n or type(leases) is not list:
+        return None
+    return b if cfg._wire_impl.whole_batch(leases, b) else None
+
+
+def _chunks(groups: List[Tuple[Any, List[Any]]], fixed: int) -> List[List[Tuple[Any, List[Any]]]]:
     """Groups packed into calls of about :data:`SETTLE_CHUNK` members; a
     group larger than that is split."""
-    calls: List[List[Tuple[str, List[Any]]]] = [[]]
+    calls: List[List[Tuple[Any, List[Any]]]] = [[]]
     size = 0
-    for token, members in groups:
+    for key, members in groups:
         for start in range(0, max(1, len(members)), SETTLE_CHUNK):
             part = members[start:start + SETTLE_CHUNK]
             if size and size + len(part) + fixed > SETTLE_CHUNK:
                 calls.append([])
                 size = 0
-            calls[-1].append((token, part))
+            calls[-1].append((key, part))
             size += len(part) + fixed
     return [c for c in calls if c]
+
+
+def unsettled(cfg: SetConfig, leases: Iterable[Any]) -> List[Any]:
+    """The handles of ``leases`` not settled yet (for ``ack_many``).
+
+    :raises ValueError: a lease of another set.
+    """
+    todo = leases if type(leases) is list else list(leases)
+    if todo:  # the common case first: every handle of one take
+        b = todo[0]._batch
+        if b.n == len(todo) and not b.done and cfg._owns_owner(b.owner) and cfg._wire_impl.whole_batch(todo, b):
+            return todo
+    batches = set(map(_BATCH_OF, todo))
+    for b in batches:
+        if not cfg._owns_owner(b.owner):
+            raise ValueError("lease of %r given to ack_many of %r" % (b.owner.name, cfg.name))
+    if any(b.done for b in batches) or any(map(_SETTLED, todo)):
+        todo = [x for x in todo if not x.settled]
+    return todo
 
 
 def ack_many(cfg: SetConfig, leases: Sequence[Any]) -> Plan[Tuple[int, List[Any]]]:
     """Ack leases, a whole batch in one ``DEL``; return (acked, stale handles).
 
-    Handles are marked ``settled`` as their acks are confirmed. Never
-    re-sent after a lost connection (:class:`OutcomeUnknown`).
+    Handles are marked ``settled`` as their acks are confirmed (a batch
+    acked whole is marked once, on its :class:`LeaseBatch`). Never re-sent
+    after a lost connection (:class:`OutcomeUnknown`).
     """
     if cfg._shard_sets is not None:
         return (yield from sharding.ack_many(cfg, leases))
-    groups = _by_token(leases)
-    whole: List[Tuple[str, List[Any]]] = []
-    each: List[Tuple[str, List[Any]]] = []
-    for token, group in groups.items():
-        n = getattr(group[0], "_n", 0)
-        if n and len(group) == n and all(x._n == n for x in group):
-            whole.append((token, group))
-        else:
-            each.append((token, group))
+    b = _whole(cfg, leases)
+    if b is not None:
+        whole = [(b, list(leases))]
+        each: List[Tuple[Any, List[Any]]] = []
+    else:
+        whole, each = [], []
+        for b, group in _by_batch(leases):
+            (whole if b.n and len(group) == b.n else each).append((b, group))
     acked = 0
     stale: List[Any] = []
     if whole:
-        keys = _fixed_keys(cfg) + [cfg._batch_prefix + t for t, _ in whole]
-        args: List[Any] = _all_args(whole)
-        results = yield from script(cfg._wire_impl, scripts.LEASE_ACK, keys, args, ONCE)
-        for (token, group), ok in zip(whole, results):
+        keys = _fixed_keys(cfg) + [cfg._batch_prefix + b.token for b, _ in whole]
+        results = yield from script(cfg._wire_impl, scripts.LEASE_ACK, keys, _all_args(whole), ONCE)
+        for (b, group), ok in zip(whole, results):
             if int(ok):
-                for lease in group:
-                    lease.settled = True
+                b.done = True
                 acked += len(group)
             else:
-                each.append((token, group))
+                each.append((b, group))
     for part in _chunks(each, 4):
-        keys = _fixed_keys(cfg) + [cfg._batch_prefix + t for t, _ in part]
-        args = []
-        for token, group in part:
-            args.extend((token, "each", len(group), len(group)))
+        keys = _fixed_keys(cfg) + [cfg._batch_prefix + b.token for b, _ in part]
+        args: List[Any] = []
+        for b, group in part:
+            args.extend((b.token, "each", len(group), len(group)))
             args.extend(x.member for x in group)
         results = yield from script(cfg._wire_impl, scripts.LEASE_ACK, keys, args, ONCE)
         flat = [x for _, group in part for x in group]
         for lease, ok in zip(flat, results):
             if int(ok):
-                lease.settled = True
+                lease._settled = True
                 acked += 1
             else:
                 stale.append(lease)
     return acked, stale
 
 
-def _all_args(whole: List[Tuple[str, List[Any]]]) -> List[Any]:
+def _all_args(whole: List[Tuple[Any, List[Any]]]) -> List[Any]:
     """ARGV of LEASE_ACK for batches acked whole: token, "all", the batch
     size, how many members follow, then the members whose deliveries entry
     must go (those delivered before)."""
     args: List[Any] = []
-    for token, group in whole:
-        again = [x.member for x in group if x.deliveries > 1]
-        args.extend((token, "all", len(group), len(again)))
-        args.extend(again)
+    for b, group in whole:
+        args.extend((b.token, "all", len(group), len(b.again)))
+        args.extend(b.again)
     return args
 
 
@@ -262,10 +284,9 @@ def release_many(cfg: SetConfig, leases: Sequence[Any]) -> Plan[int]:
     """
     if cfg._shard_sets is not None:
         return (yield from sharding.release_many(cfg, leases))
-    groups = _by_token(leases)
-    released = yield from _release(cfg, [(t, [x.member for x in g]) for t, g in groups.items()])
+    released = yield from _release(cfg, [(b.token, [x.member for x in g]) for b, g in _by_batch(leases)])
     for lease in leases:
-        lease.settled = True
+        lease._settled = True
     if released:
         yield from wake(cfg, released)
     return released
@@ -295,28 +316,27 @@ def extend_many(cfg: SetConfig, leases: Sequence[Any], seconds: float) -> Plan[L
         return (yield from sharding.extend_many(cfg, leases, seconds))
     deadline = time.time() + seconds
     stale: List[Any] = []
-    for part in _chunks(list(_by_token(leases).items()), 3):
+    for part in _chunks(_by_batch(leases), 3):
         renamed = [new_token() for _ in part]
-        keys = (_fixed_keys(cfg) + [cfg._batch_prefix + t for t, _ in part]
+        keys = (_fixed_keys(cfg) + [cfg._batch_prefix + b.token for b, _ in part]
                 + [cfg._batch_prefix + t for t in renamed])
         args: List[Any] = [repr(float(deadline))]
-        for (token, group), new in zip(part, renamed):
-            args.extend((token, new, len(group)))
+        for (b, group), new in zip(part, renamed):
+            args.extend((b.token, new, len(group)))
             args.extend(x.member for x in group)
-        results = yield from script(cfg._wire_impl, scripts.LEASE_EXTEND, keys, args, SAFE)
+        results = [int(r) for r in (yield from script(cfg._wire_impl, scripts.LEASE_EXTEND, keys, args, SAFE))]
         i = 0
-        for (token, group), new in zip(part, renamed):
-            moved = [x for x, r in zip(group, results[i:i + len(group)]) if int(r) == 2]
-            for lease, r in zip(group, results[i:i + len(group)]):
-                r = int(r)
-                if r == 0:
-                    stale.append(lease)
-                    continue
-                lease.deadline = deadline
-                if r == 2:
-                    lease.token = new
-                    lease._n = len(moved)
+        for (b, group), new in zip(part, renamed):
+            mine = results[i:i + len(group)]
             i += len(group)
+            moved = [x for x, r in zip(group, mine) if r == 2]
+            stale.extend(x for x, r in zip(group, mine) if r == 0)
+            if any(r == 1 for r in mine):
+                b.deadline = deadline  # the whole batch moved its deadline
+            if moved:
+                nb = LeaseBatch(b.owner, new, deadline, len(moved))
+                for lease in moved:
+                    lease._batch = nb
     return stale
 
 

@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 from redset import scripts
 from redset._core.calls import call, call_many, pop, put_back
 from redset._core.config import SetConfig, new_token
-from redset._core.drain import pop_batches
+from redset._core.drain import DRAIN_WINDOW, pop_batches
 from redset._core.failures import handle_failures
 from redset._core import kinds, leasing
 from redset._core.steps import POPS, Cancelled, Plan, Sleep
@@ -174,8 +174,9 @@ def wait_for_signal(cfg: SetConfig, seconds: float) -> Plan[bool]:
         return False
 
 
-def drain(cfg: SetConfig, batch_size: int) -> Plan[None]:
-    """Deliver batches of items until the set is empty, the next pop in flight."""
+def drain(cfg: SetConfig, batch_size: int, window: int = DRAIN_WINDOW) -> Plan[None]:
+    """Deliver batches of items until the set is empty, up to ``window`` pops
+    in flight (a sharded set keeps none: ``window`` is not used there)."""
     if cfg._shard_sets is not None:
         return (yield from sharding.drain(cfg, batch_size))
     wire = cfg._wire_impl
@@ -183,7 +184,7 @@ def drain(cfg: SetConfig, batch_size: int) -> Plan[None]:
         yield from call(wire, ("SCRIPT", "LOAD", scripts.POP_DUE))
     yield from pop_batches(wire, lambda: pop_request(cfg, batch_size), batch_size, cfg._codec, cfg._loads,
                            cfg._key, lambda items, failures: handle_failures(cfg, items, failures),
-                           "POP_DUE" if cfg._due_only else None)
+                           "POP_DUE" if cfg._due_only else None, window)
 
 
 #: The shortest timeout a blocking command is given. Never 0 (forever), nor

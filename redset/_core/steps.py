@@ -17,6 +17,10 @@ request                   the driver answers
                           returns at once, before the rest is read
 ``Recv(PAIRS)``           ``[(member, score), ...]`` of the next pop reply,
                           undecoded (to put items back)
+``Recv(LEASES, .., leases=(cls, batch, deliveries))``
+                          ``(handles, failures)``: one lease handle of class
+                          ``cls`` per member that decodes (see the codec's
+                          ``PopReader.gets``)
 ``Sleep(seconds)``        ``None`` after the pause
 ``Drop()``                ``None``; the connection is closed (its state is
                           unknown) and a new one is taken at the next Send
@@ -40,7 +44,7 @@ from typing import Any, Callable, Generator, Optional, Sequence, Tuple, TypeVar
 __all__ = [
     "Cmd", "Send", "Recv", "Sleep", "Drop", "Deliver", "StopDelivery", "NotSent", "Cancelled",
     "Redirected", "MAX_REDIRECTS", "Fan", "FanResult",
-    "RAW", "POP", "PAIRS", "SAFE", "ONCE", "POPS", "Plan",
+    "RAW", "POP", "PAIRS", "LEASES", "SAFE", "ONCE", "POPS", "Plan",
 ]
 
 T = TypeVar("T")
@@ -56,6 +60,7 @@ POPS = 2  #: never re-sent: PopOutcomeUnknown (it removes items)
 RAW = 0
 POP = 1
 PAIRS = 2
+LEASES = 3
 
 
 class Cmd:
@@ -92,16 +97,18 @@ class Send:
 
 
 class Recv:
-    """Read the next reply, in one of the modes RAW, POP, PAIRS."""
+    """Read the next reply, in one of the modes RAW, POP, PAIRS, LEASES."""
 
-    __slots__ = ("mode", "codec", "loads", "ahead")
+    __slots__ = ("mode", "codec", "loads", "ahead", "leases")
 
     def __init__(self, mode: int, codec: int = 0, loads: Optional[Callable[[Any], Any]] = None,
-                 ahead: Optional[Callable[[int], Optional[Sequence[Cmd]]]] = None) -> None:
+                 ahead: Optional[Callable[[int], Optional[Sequence[Cmd]]]] = None,
+                 leases: Optional[Tuple[Any, Any, Any]] = None) -> None:
         self.mode = mode
         self.codec = codec
         self.loads = loads
         self.ahead = ahead
+        self.leases = leases
 
 
 class Sleep:

@@ -12,7 +12,8 @@ from typing import Any, Generator, List, Optional
 
 from redset._codec import Codec
 from redset._core import kinds
-from redset._core.steps import PAIRS, POP, Recv
+from redset._core.steps import LEASES, PAIRS, POP, Recv
+from redset._wire_py_reader import make_leases
 from redset._io.clientlib import REDIS_PY, ClientLib
 
 __all__ = ["PopState", "FILL", "READ", "as_bytes", "pair_count", "parser_holds_data", "parser_is_native"]
@@ -103,7 +104,7 @@ class PopState:
         return req.ahead(count)  # type: ignore[misc]
 
     def answer(self, req: Recv) -> Generator[Any, Any, Any]:
-        """Produce the answer to ``req`` (mode POP or PAIRS), asking for I/O."""
+        """Produce the answer to ``req`` (mode POP, PAIRS or LEASES), asking for I/O."""
         wire = self.wire
         if not self.direct:
             reply = yield READ
@@ -116,6 +117,9 @@ class PopState:
             if req.mode == PAIRS:
                 return wire.decode_scored(reply)
             failures: List[Any] = []
+            if req.mode == LEASES:
+                assert req.leases is not None
+                return make_leases(wire.decode_scored(reply), req.codec, req.loads, failures, req.leases), failures
             return wire.decode_items(reply, req.codec, req.loads, failures, True), failures
         if self.reader is None:
             self.reader = wire.PopReader(req.codec, req.loads, True)
@@ -128,7 +132,7 @@ class PopState:
                 cmds = self.ahead_cmds(req)
                 if cmds:
                     yield cmds
-            got = reader.gets(failures, raw)
+            got = reader.gets(failures, raw, None if req.leases is None else req.leases + (req.codec, req.loads))
             if got is not False:
                 break
             yield FILL
@@ -136,5 +140,5 @@ class PopState:
             return self.lib.server_error(str(got))
         if raw is not None:
             return raw
-        assert req.mode == POP
+        assert req.mode in (POP, LEASES)
         return got, failures

@@ -78,6 +78,7 @@ cdef class PopReader:
         object _loads
 
     cdef int _head(self) except -2
+    cdef list _leases(self, Py_ssize_t pos, Py_ssize_t end, object failures, tuple spec)
     cdef object _error(self)
     cdef bint _scan_more(self) except -1
     cdef list _decode(self, Py_ssize_t pos, Py_ssize_t end, object failures)
