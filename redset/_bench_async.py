@@ -11,9 +11,9 @@ import asyncio
 from typing import Any, Dict, List, Optional
 
 from redset._bench_cases import Case, RedsetCase, client_class
-from redset._bench_core import CHUNK, PIPELINE_DEPTH, collect_pops, Workload
+from redset._bench_core import CHUNK, LEASE_SECONDS, PIPELINE_DEPTH, BenchmarkError, collect_pops, Workload
 
-__all__ = ["AsyncRedsetCase", "AsyncRedsetDrainCase", "AsyncRedisPyCase", "ASYNC_CASES"]
+__all__ = ["AsyncRedsetCase", "AsyncRedsetDrainCase", "AsyncRedsetLeaseCase", "AsyncRedisPyCase", "ASYNC_CASES"]
 
 
 async def _aclose(client: Any) -> None:
@@ -70,6 +70,13 @@ class AsyncRedsetCase(_AsyncCase, RedsetCase):
         if self.drain:
             return [item async for batch in s.drain(CHUNK) for item in batch]
         out: List[Any] = []
+        if self.lease:
+            while True:
+                leases = await s.take(CHUNK, lease=LEASE_SECONDS)
+                out.extend([x.item for x in leases])
+                await s.ack_many(leases)
+                if len(leases) < CHUNK:
+                    return out
         size = 1 if self.op == "pop" else CHUNK
         while True:
             try:
@@ -84,6 +91,21 @@ class AsyncRedsetCase(_AsyncCase, RedsetCase):
 class AsyncRedsetDrainCase(AsyncRedsetCase):
     contender = "redset-async-drain"
     drain = True
+
+
+class AsyncRedsetLeaseCase(AsyncRedsetCase):
+    contender = "redset-async-lease"
+    lease = True
+
+    def prepare(self) -> None:
+        self.loop.run_until_complete(self.set.clear())
+        super().prepare()
+
+    def check(self, result: Any) -> None:
+        super().check(result)
+        left = self.loop.run_until_complete(self.set.in_flight())
+        if left:
+            raise BenchmarkError("%s: %d leases left in flight" % (self.contender, left))
 
 
 class AsyncRedisPyCase(_AsyncCase):
@@ -133,4 +155,4 @@ class AsyncRedisPyCase(_AsyncCase):
                 return out
 
 
-ASYNC_CASES = (AsyncRedsetCase, AsyncRedsetDrainCase, AsyncRedisPyCase)
+ASYNC_CASES = (AsyncRedsetCase, AsyncRedsetDrainCase, AsyncRedsetLeaseCase, AsyncRedisPyCase)

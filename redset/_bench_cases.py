@@ -7,7 +7,7 @@ import importlib
 import time
 from typing import Any, Dict, List, Optional
 
-from redset._bench_core import CHUNK, PIPELINE_DEPTH, collect_pops, BenchmarkError, RawConnection, Unavailable, Workload
+from redset._bench_core import CHUNK, LEASE_SECONDS, PIPELINE_DEPTH, collect_pops, BenchmarkError, RawConnection, Unavailable, Workload
 from redset._bench_report import contender_label
 
 # --------------------------------------------------------------------------
@@ -260,6 +260,8 @@ class RedsetCase(Case):
     contender = "redset"
     wire = "compiled"
     drain = False
+    #: Take with leases (``take(1000, lease=30)``) and ack each batch with ``ack_many``.
+    lease = False
 
     #: The module whose SortedSet is measured.
     set_module = "redset"
@@ -297,6 +299,13 @@ class RedsetCase(Case):
             for batch in s.drain(CHUNK):
                 out.extend(batch)
             return out
+        if self.lease:
+            while True:
+                leases = s.take(CHUNK, lease=LEASE_SECONDS)
+                out.extend([x.item for x in leases])
+                s.ack_many(leases)
+                if len(leases) < CHUNK:
+                    return out
         while True:
             batch = s.take(CHUNK)
             out.extend(batch)
@@ -318,3 +327,23 @@ class RedsetPureDrainCase(RedsetCase):
     contender = "redset-pure-drain"
     wire = "pure"
     drain = True
+
+
+class RedsetLeaseCase(RedsetCase):
+    contender = "redset-lease"
+    lease = True
+
+    def prepare(self) -> None:
+        self.set.clear()  # the lease keys too (a failed round may leave some)
+        super().prepare()
+
+    def check(self, result: Any) -> None:
+        super().check(result)
+        left = self.set.in_flight()
+        if left:
+            raise BenchmarkError("%s: %d leases left in flight" % (self.contender, left))
+
+
+class RedsetPureLeaseCase(RedsetLeaseCase):
+    contender = "redset-pure-lease"
+    wire = "pure"

@@ -18,6 +18,8 @@ CHUNK = 1000
 PIPELINE_DEPTH = 10
 #: N when neither an argument nor ``$REDSET_BENCH_N`` says otherwise.
 DEFAULT_N = 200_000
+#: The lease of the leased-take contenders (never reached: each batch is acked at once).
+LEASE_SECONDS = 30.0
 
 WORKLOADS: Tuple[str, ...] = ("w1", "w2-json", "w2-orjson", "w2-msgpack")
 
@@ -27,12 +29,15 @@ CLIENT_LIBS: Tuple[str, ...] = ("redis", "valkey")
 VALKEY_SUFFIX = "-valkey"
 
 #: ``--ops`` name -> (operation measured, contenders in the order they are shown).
-#: ``drain`` is TAKE's work done through ``drain()``; it shares TAKE's baselines.
+#: ``drain`` is TAKE's work done through ``drain()``, ``lease`` through leased takes
+#: settled with ``ack_many`` (beside the plain take loop); both share TAKE's baselines.
 OPS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "add": ("add", ("limit", "redis-py", "redset", "redset-pure", "redis-py-async", "redset-async")),
     "take": ("take", ("limit", "redis-py", "redis-py-resp2", "redset", "redset-pure", "redis-py-async",
                       "redset-async")),
     "drain": ("take", ("limit", "redis-py", "redset-drain", "redset-pure-drain", "redset-async-drain")),
+    "lease": ("take", ("limit", "redis-py", "redset", "redset-lease", "redset-pure", "redset-pure-lease",
+                       "redset-async", "redset-async-lease")),
     "pop": ("pop", ("limit", "redis-py", "redset", "redset-pure", "redis-py-async", "redset-async")),
 }
 
@@ -54,6 +59,9 @@ CONTENDERS: Tuple[str, ...] = (
     "redis-py-async",
     "redset-async",
     "redset-async-drain",
+    "redset-lease",
+    "redset-pure-lease",
+    "redset-async-lease",
 )
 
 

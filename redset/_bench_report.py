@@ -23,6 +23,8 @@ def contender_label(contender: str, op: str) -> str:
     impl = "pure Python" if "pure" in contender else "compiled"
     if contender.replace(VALKEY_SUFFIX, "").endswith("drain"):
         call = "drain(1000)"
+    elif contender.replace(VALKEY_SUFFIX, "").endswith("lease"):
+        call = "take(1000, lease=30) + ack_many() loop"
     else:
         call = {"add": "add_many()", "take": "take(1000) loop", "pop": "pop() loop"}[op]
     api = "redset.asyncio" if "-async" in contender else "redset"
@@ -46,6 +48,11 @@ def add_ratios(results: List[Dict[str, Any]]) -> None:
         twin = rate.get((r["workload"], r["op"], r["contender"][:-len(VALKEY_SUFFIX)])) \
             if r["contender"].endswith(VALKEY_SUFFIX) else None
         r["ratio_client"] = r["items_per_s"] / twin if twin else None
+        # A leased take loop against the plain take loop of the same contender.
+        base = r["contender"].replace(VALKEY_SUFFIX, "")
+        twin = rate.get((r["workload"], r["op"], r["contender"].replace("-lease", ""))) \
+            if base.endswith("-lease") else None
+        r["ratio_plain"] = r["items_per_s"] / twin if twin else None
 
 
 def _ratio(value: Optional[float]) -> str:
@@ -53,7 +60,9 @@ def _ratio(value: Optional[float]) -> str:
 
 
 def _twin_ratio(r: Dict[str, Any]) -> str:
-    twin = r.get("ratio_client")
+    twin = r.get("ratio_plain")
+    if twin is None:
+        twin = r.get("ratio_client")
     if twin is None:
         twin = r.get("ratio_sync")
     return "" if twin is None else _ratio(twin)

@@ -38,6 +38,8 @@ from redset._bench_cases import (
     RedisPyResp2Case,
     RedsetCase,
     RedsetDrainCase,
+    RedsetLeaseCase,
+    RedsetPureLeaseCase,
     RedsetPureCase,
     RedsetPureDrainCase,
 )
@@ -114,6 +116,8 @@ _CASES: Dict[str, type] = {
         RedsetPureCase,
         RedsetDrainCase,
         RedsetPureDrainCase,
+        RedsetLeaseCase,
+        RedsetPureLeaseCase,
         *ASYNC_CASES,
     )
 }

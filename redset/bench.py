@@ -215,8 +215,9 @@ def format_table(run_data: Dict[str, Any]) -> str:
     lines = bm.table_lines(run_data["results"])
     machine = run_data["machine"]
     lines.append("")
-    lines.append("x twin: a redset.asyncio row against the same row run sync; a row via valkey-py "
-                 "against the same row through redis-py")
+    lines.append("x twin: a leased-take row against the plain take loop of the same contender; a "
+                 "redset.asyncio row against the same row run sync; a row via valkey-py against the "
+                 "same row through redis-py")
     lines.append(
         "%s, %s cores; %s; %s; redis-py %s, hiredis %s; %s"
         % (machine["cpu"], machine["cores"], machine["python"], machine["server"],
