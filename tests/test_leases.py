@@ -359,3 +359,15 @@ def test_consumer_ack_delay_is_checked(r):
     with pytest.raises(ValueError, match="ack_delay"):
         s.consumer(lease=3, ack_delay=-1)
     assert s.consumer(lease=0.15).ack_delay == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-take", "one-of-two"])
+def test_ack_of_a_redelivered_item_forgets_its_deliveries(r, whole):
+    s = SortedSet(r, "q")
+    s.add_many(["a", "b"], [1, 2])
+    s.take(2 if whole else 1, lease=0.05)
+    time.sleep(0.1)
+    leases = s.take(2, lease=30)  # reclaims, then leases again
+    assert [(x.item, x.deliveries) for x in leases] == ([("a", 2), ("b", 2)] if whole else [("a", 2), ("b", 1)])
+    assert s.ack_many(leases) == 2
+    assert s.in_flight() == 0 and r.zcard(s._lease_keys[3]) == 0 and r.keys("*") == []

@@ -117,6 +117,8 @@ def _staged(cfg: SetConfig, commands: Sequence[Sequence[Any]], token: str, deadl
                 return [head, ([], [])]
             before = {m: int(d) + 1 for m, d in head[1:]} if len(head) > 1 else None
             batch = LeaseBatch(cfg, token, deadline, int(head[0][1]))
+            if before:
+                batch.again = list(before)  # their deliveries entries go when the batch is acked whole
             got = yield Recv(LEASES, cfg._codec, cfg._loads, leases=(make, batch, before))
             if isinstance(got, kinds.RESPONSE):
                 raise named_error(got, commands[1], "LEASE_STAGE")
