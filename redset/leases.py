@@ -30,6 +30,10 @@ class Lease(consuming.LeaseBase):
     :ivar deliveries: how many times it has been leased, this time included.
     :ivar token: the token of this lease.
     :ivar deadline: UNIX time at which the lease expires.
+
+    Handles are built by the thousand, by the codec, and kept out of Python's
+    cycle collector: an item that holds a reference to its own handle makes a
+    cycle that is only freed once you break it.
     """
 
     __slots__ = ()
