@@ -175,6 +175,9 @@ class SetConfig:
     _due_only = False
     #: Scores are UNIX times (TimeSortedSet, ScheduledSet): a set has an age.
     _time_scores = False
+    #: The requests of the last plain pop (:func:`redset._core.pops.pop_items`
+    #: makes them once): ``(num, codec module, codec, loads, args, (Send, Recv))``.
+    _pop_steps: Any = None
 
     def __init__(
         self,
@@ -223,6 +226,7 @@ class SetConfig:
         self._waiters_key = base + ":waiters"
         #: Leases: the set of members in flight, and the prefix of batch keys.
         self._index_key = base + ":leased-members"
+        self._one_command_at_a_time = False
         self._batch_prefix = base + ":lease:"
         self._redis = redis_client
         self._driver: Any = None
@@ -293,6 +297,8 @@ class SetConfig:
             driver = type(self)._driver_factory(self._redis, self._wire_impl, socket_pops(self._wire_impl),
                                                 self._key)
             check = getattr(driver, "check_same_slot", None)
+            # A cluster driver: a leased take sends its two commands one at a time.
+            self._one_command_at_a_time = check is not None
             if check is not None and self.dead_letter_key is not None:
                 base = self._lease_keys[1].rsplit(":", 1)[0]
                 check(self.dead_letter_key, "dead_letter_key", base + ":bad")

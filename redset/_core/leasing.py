@@ -102,19 +102,28 @@ def _staged(cfg: SetConfig, commands: Sequence[Sequence[Any]], token: str, deadl
     """
     wire = cfg._wire_impl
     cmds = [Cmd(wire.pack_command(args), args) for args in commands]
+    # On a cluster the read waits for the script's reply: sent together, a
+    # node mid-migration may refuse the script (-TRYAGAIN) and run the read,
+    # an outcome the driver can only report as unknown.
+    split = cfg._one_command_at_a_time
     replies: List[Any] = []
     redirects = 0
+    expected = 0
     while True:
-        sent = False
         try:
-            yield Send(cmds[len(replies):])
-            sent = True
+            pending = cmds[len(replies):len(replies) + 1] if split else cmds[len(replies):]
+            yield Send(pending)
+            expected = len(replies) + len(pending)
             if not replies:
                 replies.append((yield RECV_PAIRS))
+                head = replies[0]
+                if isinstance(head, kinds.RESPONSE) or head[0][0] != b"staged":
+                    if not split:
+                        replies.append((yield RECV_PAIRS))  # an empty batch: nothing was staged
+                    return [head, ([], [])]
+                if split:
+                    continue  # now the read of the batch
             head = replies[0]
-            if isinstance(head, kinds.RESPONSE) or head[0][0] != b"staged":
-                replies.append((yield RECV_PAIRS))  # an empty batch: nothing was staged
-                return [head, ([], [])]
             before = {m: int(d) + 1 for m, d in head[1:]} if len(head) > 1 else None
             batch = LeaseBatch(cfg, token, deadline, int(head[0][1]))
             if before:
@@ -131,15 +140,20 @@ def _staged(cfg: SetConfig, commands: Sequence[Sequence[Any]], token: str, deadl
             raise lost(POPS, commands[0], exc, "the items (if staged, they come back when the lease expires)",
                        "LEASE_STAGE") from exc
         except Cancelled:
-            if sent:
-                try:
-                    while len(replies) < 2:
-                        replies.append((yield RECV_PAIRS))
-                except Redirected:
-                    pass
-                else:
-                    if isinstance(replies[1], list) and replies[1]:
-                        yield from _release(cfg, [(token, [m for m, _ in replies[1]])])
+            try:
+                while len(replies) < expected:
+                    replies.append((yield RECV_PAIRS))
+            except Redirected:
+                raise Cancelled() from None
+            staged = (replies and isinstance(replies[0], list) and replies[0]
+                      and replies[0][0][0] == b"staged" and int(replies[0][0][1]))
+            if staged:
+                if len(replies) > 1 and isinstance(replies[1], list):
+                    members = [m for m, _ in replies[1]]
+                else:  # staged, not read yet
+                    members = list((yield from call(wire, ("ZRANGE", cfg._batch_prefix + token, 0, -1))))
+                if members:
+                    yield from _release(cfg, [(token, members)])
             raise
 
 
