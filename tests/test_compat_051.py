@@ -282,10 +282,13 @@ def test_scheduled_set_only_due_items(r):
 
 def test_scheduled_set_item_becomes_due(r):
     s = ScheduledSet(r, "s")
-    s.add("soon", time.time() + 0.2)
+    # A second's margin: on a loaded machine the add and the first pop of a
+    # cluster client (which loads the script first) took more than 0.2 s.
+    due = time.time() + 1.0
+    s.add("soon", due)
     with pytest.raises(KeyError):
         s.pop()
-    time.sleep(0.3)
+    time.sleep(max(0.0, due - time.time()) + 0.05)
     assert s.pop() == "soon"
 
 

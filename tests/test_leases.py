@@ -138,7 +138,8 @@ def test_scheduled_pop_wakes_when_item_is_due(r):
     s.add("later", due)
     assert s.pop(timeout=3) == "later"
     late = time.time() - due
-    assert 0 <= late < 0.05, "woke %.3f s after due" % late
+    # Woken at the due time, not by a poll: a generous bound for loaded CI machines.
+    assert 0 <= late < 0.25, "woke %.3f s after due" % late
 
 
 def test_scheduled_pop_wakes_for_a_new_earlier_item(r):
