@@ -10,6 +10,8 @@ __all__ = ["check_count", "require_sync_client"]
 
 def check_count(value: Any, name: str) -> int:
     """Check a count argument: an integer, not a str, float or bool."""
+    if type(value) is int:  # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError("%s must be an int, got %s %r" % (name, type(value).__name__, value))
     return int(value)

@@ -212,7 +212,10 @@ class SortedSet(SetConfig):
         if num < 1:
             return []
         read_timeout = self._io.socket_timeout() if timeout is not None else None
-        return list(self._run(pops.take(self, num, timeout, lease, read_timeout, self._make_lease)))
+        items = self._run(pops.take(self, num, timeout, lease, read_timeout,
+                                    None if lease is None else self._make_lease))
+        # A plan's list is the caller's already: copied only if it is not a list.
+        return items if type(items) is list else list(items)
 
     def consumer(self, lease: float = 30.0, batch_size: int = 10, timeout: Optional[float] = None,
                  handle_signals: bool = True, ack_delay: Optional[float] = None) -> Consumer:

@@ -26,7 +26,7 @@ from cpython.dict cimport PyDict_Next
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8, PyUnicode_Format
 from libc.math cimport fabs, signbit
-from libc.string cimport memchr, memcpy, memmove, strlen
+from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.float cimport PyFloat_FromDouble
 
@@ -35,7 +35,7 @@ cdef inline int _decode_borrowed(list out, int codec, object loads, object failu
     # no try block and no reference counting of the raw member.
     cdef PyObject *value
     if (codec == C_DEFAULT or codec == C_STR) and _type_of(raw) is &PyBytes_Type:
-        value = _decode_utf8(_bytes_data(raw), _bytes_size(raw), NULL)
+        value = _str_of(_bytes_data(raw), _bytes_size(raw))
         if value is not NULL:
             try:
                 out.append(<object>value)
@@ -57,10 +57,156 @@ cdef extern from *:
         }
         return r;
     }
+    /* True if the n bytes at s are all ASCII: words (overlapping at the
+       end) rather than bytes; nothing outside s[0:n] is read. */
+    static inline int __redset_is_ascii(const char *s, Py_ssize_t n) {
+        uint64_t acc = 0, w;
+        uint32_t a = 0, b = 0;
+        Py_ssize_t i;
+        if (n >= 8) {
+            for (i = 0; i + 8 <= n; i += 8) {
+                memcpy(&w, s + i, 8);
+                acc |= w;
+            }
+            memcpy(&w, s + n - 8, 8);
+            return !((acc | w) & 0x8080808080808080ULL);
+        }
+        if (n >= 4) {
+            memcpy(&a, s, 4);
+            memcpy(&b, s + n - 4, 4);
+        } else if (n > 0) {
+            a = (unsigned char)s[0] | (unsigned char)s[n / 2] | (unsigned char)s[n - 1];
+        }
+        return !((a | b) & 0x80808080U);
+    }
+    /* PyUnicode_DecodeUTF8(s, n, NULL), with the common case done here: an
+       ASCII text of 2 or more bytes becomes the very object the decoder
+       makes (a compact ASCII str: PyUnicode_New(n, 127), then the bytes).
+       Shorter texts (the decoder's cached singletons) and anything else go
+       to the decoder itself. */
+    static PyObject *__redset_str_of(const char *s, Py_ssize_t n) {
+        if (n > 1 && __redset_is_ascii(s, n)) {
+            PyObject *u = PyUnicode_New(n, 127);
+            if (u != NULL) {
+                char *d = (char *)PyUnicode_1BYTE_DATA(u);
+                uint64_t x, y;
+                if (n <= 16 && n >= 8) {  /* two overlapping words */
+                    memcpy(&x, s, 8);
+                    memcpy(&y, s + n - 8, 8);
+                    memcpy(d, &x, 8);
+                    memcpy(d + n - 8, &y, 8);
+                } else {
+                    memcpy(d, s, (size_t)n);
+                }
+            }
+            return u;
+        }
+        return PyUnicode_DecodeUTF8(s, n, NULL);
+    }
+    /* The end of the bulk string "$<1-18 digits>" CRLF "<data>" CRLF at q
+       if it is all here, its data at *data; -1 otherwise (not all here,
+       or not in that form: the checked path decides). */
+    static inline Py_ssize_t __redset_bulk_fast(const char *buf, Py_ssize_t q, Py_ssize_t size, Py_ssize_t *data) {
+        Py_ssize_t v, d0 = q + 1, limit;
+        unsigned char c;
+        if (q + 4 > size || buf[q] != '$')
+            return -1;
+        v = (unsigned char)(buf[d0] - '0');
+        if (v > 9)
+            return -1;
+        q = d0 + 1;
+        limit = d0 + 18;
+        if (limit > size)
+            limit = size;
+        while (q < limit && (c = (unsigned char)(buf[q] - '0')) <= 9) {
+            v = v * 10 + c;
+            q++;
+        }
+        if (q + 1 >= size || buf[q] != 13 || buf[q + 1] != 10)
+            return -1;
+        *data = q + 2;
+        q += 2 + v;
+        if (q + 2 > size || buf[q] != 13 || buf[q + 1] != 10)
+            return -1;
+        return q + 2;
+    }
+    /* Scan the elements of a pop reply from *pos on, as long as each is all
+       here and in the plain forms that the checked path (PopReader's
+       _scan_more) accepts as they are: "*2" CRLF when nested, a bulk
+       string, then with scores a bulk string or ",<text>" CRLF. Each
+       member's data offset (from body) and length go to members[2k] and
+       members[2k + 1] (room for max); *pos moves past them; returns how
+       many. It stops, without a judgement, at the first element that is
+       not so: the checked path looks at that one. */
+    static const char __redset_pair_head[4] = {'*', '2', 13, 10};
+    static Py_ssize_t __redset_scan_fast(const char *buf, Py_ssize_t size, Py_ssize_t *pos,
+                                         Py_ssize_t max, int nested, int with_scores,
+                                         Py_ssize_t body, Py_ssize_t *members) {
+        Py_ssize_t k = 0, q = *pos, p, r, data, member;
+        while (k < max) {
+            p = q;
+            if (nested) {
+                if (p + 4 > size || memcmp(buf + p, __redset_pair_head, 4) != 0)
+                    break;
+                p += 4;
+            }
+            p = __redset_bulk_fast(buf, p, size, &member);
+            if (p < 0)
+                break;
+            members[2 * k] = member - body;
+            members[2 * k + 1] = p - 2 - member;
+            if (with_scores) {
+                if (p >= size)
+                    break;
+                if (buf[p] == ',') {
+                    r = p + 1;
+    #if defined(__GNUC__) && PY_LITTLE_ENDIAN
+                    if (r + 8 <= size) {
+                        /* the first CR among the next 8 bytes, if any: the
+                           lowest byte the zero-byte test flags is exact */
+                        uint64_t w, t;
+                        memcpy(&w, buf + r, 8);
+                        w ^= 0x0D0D0D0D0D0D0D0DULL;
+                        t = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+                        if (t)
+                            r += (Py_ssize_t)(__builtin_ctzll(t) >> 3);
+                        else
+                            for (r += 8; r < size && buf[r] != 13; r++) {}
+                    } else
+    #endif
+                    {
+                        while (r < size && buf[r] != 13)
+                            r++;
+                    }
+                    if (r + 1 >= size || buf[r + 1] != 10)
+                        break;
+                    p = r + 2;
+                } else {
+                    p = __redset_bulk_fast(buf, p, size, &data);
+                    if (p < 0)
+                        break;
+                }
+            }
+            q = p;
+            k++;
+        }
+        *pos = q;
+        return k;
+    }
     """
     # PyUnicode_DecodeUTF8, but None (exception cleared) on invalid UTF-8,
     # so the decode loop's fast path needs no try block.
     object _decode_utf8_or_none "__redset_decode_utf8"(const char *s, Py_ssize_t n)
+    # New reference, or NULL with UnicodeDecodeError (or MemoryError) set.
+    PyObject *_str_of "__redset_str_of"(const char *s, Py_ssize_t n) noexcept
+    # A list of n empty (NULL) slots; a slot filled steals the reference;
+    # the size cut to the slots filled before anything else sees the list.
+    list _new_list "PyList_New"(Py_ssize_t n)
+    void _list_set "PyList_SET_ITEM"(object l, Py_ssize_t i, PyObject *value) noexcept
+    void _set_size "Py_SET_SIZE"(object l, Py_ssize_t n) noexcept
+    Py_ssize_t _scan_fast "__redset_scan_fast"(const char *buf, Py_ssize_t size, Py_ssize_t *pos,
+                                              Py_ssize_t max, int nested, int with_scores,
+                                              Py_ssize_t body, Py_ssize_t *members) noexcept
 
 import json as _json
 
@@ -1304,6 +1450,8 @@ cdef class PopReader:
         self._buf = <char *>PyMem_Malloc(MIN_BUF)
         if self._buf is NULL:
             raise MemoryError()
+        self._members = NULL
+        self._members_cap = 0
         self._size = MIN_BUF
         self._len = 0
         self._start = 0
@@ -1322,6 +1470,9 @@ cdef class PopReader:
         if self._buf is not NULL:
             PyMem_Free(self._buf)
             self._buf = NULL
+        if self._members is not NULL:
+            PyMem_Free(self._members)
+            self._members = NULL
 
     def feed(self, data):
         """Append bytes read from the connection (bytes, bytearray or memoryview)."""
@@ -1455,12 +1606,47 @@ cdef class PopReader:
             self._start = end + 2
         return ErrorReply(PyUnicode_DecodeUTF8(buf + start, end - start, "replace"))
 
+    cdef int _grow_members(self, Py_ssize_t need) except -1:
+        """Room in ``_members`` for at least ``need`` members."""
+        cdef Py_ssize_t cap = 2 * self._members_cap
+        cdef Py_ssize_t *new_members
+        if cap < 256:
+            cap = 256
+        if cap < need:
+            cap = need
+        new_members = <Py_ssize_t *>PyMem_Realloc(self._members, <size_t>cap * 2 * sizeof(Py_ssize_t))
+        if new_members is NULL:
+            raise MemoryError()
+        self._members = new_members
+        self._members_cap = cap
+        return 0
+
     cdef bint _scan_more(self) except -1:
-        """Check further elements of the current reply; True when it is complete."""
+        """Check further elements of the current reply; True when it is complete.
+
+        Each element checked has its member recorded in ``_members`` (the
+        offset of its data from ``_body``, its length), so that decoding
+        goes straight to the members without walking the bytes again.
+        """
         cdef const char *buf = self._buf
-        cdef Py_ssize_t size = self._len, pos = self._scan, left = self._left, p, end, data
+        cdef Py_ssize_t size = self._len, pos = self._scan, left = self._left, p, end, data, member, length
+        cdef Py_ssize_t k = self._count - left, room
         cdef bint nested = self._nested, with_scores = self._with_scores
         while left:
+            # The elements in the plain forms first (_scan_fast), then one
+            # element the general way below, which decides what the fast
+            # scan stopped at: not all arrived, an odd form, or an error.
+            # An element takes at least 6 bytes ("$0\r\n\r\n").
+            room = (size - pos) // 6 + 1
+            if room > left:
+                room = left
+            if k + room > self._members_cap:
+                self._grow_members(k + room)
+            room = _scan_fast(buf, size, &pos, room, nested, with_scores, self._body, self._members + 2 * k)
+            k += room
+            left -= room
+            if not left:
+                break
             p = pos
             if nested:  # "*2\r\n"
                 if p >= size:
@@ -1478,9 +1664,10 @@ cdef class PopReader:
                 break
             if buf[p] != b'$':
                 raise _bad_type(buf + p)
-            p = _bulk(buf, p, size, &data)
+            p = _bulk(buf, p, size, &member)
             if p < 0:
                 break
+            length = p - 2 - member
             if with_scores:
                 if p >= size:
                     break
@@ -1495,6 +1682,11 @@ cdef class PopReader:
                     p = end + 2
                 else:
                     raise _bad_type(buf + p)
+            if k >= self._members_cap:
+                self._grow_members(k + 1)
+            self._members[2 * k] = member - self._body
+            self._members[2 * k + 1] = length
+            k += 1
             pos = p
             left -= 1
         self._scan = pos
@@ -1522,7 +1714,7 @@ cdef class PopReader:
         :raises redis.exceptions.InvalidResponse: the bytes are not a pop reply.
         """
         cdef int head
-        cdef Py_ssize_t body, end
+        cdef Py_ssize_t body, end, count
         if raw is not None and not self._with_scores:
             raise ValueError(_M_RAW)
         if self._busy:
@@ -1537,6 +1729,7 @@ cdef class PopReader:
             return False
         body = self._body
         end = self._scan
+        count = self._count
         # Consumed, whatever decoding does next; the bytes stay put while
         # _busy keeps feed() from moving them.
         self._start = end
@@ -1549,42 +1742,54 @@ cdef class PopReader:
                 return []
             if leases is not None:
                 return self._leases(body, end, failures, <tuple?>leases)
-            return self._decode(body, end, failures)
+            return self._decode(body, count, failures)
         finally:
             self._busy = False
 
-    cdef list _decode(self, Py_ssize_t pos, Py_ssize_t end, object failures):
-        cdef list out = []
-        cdef const char *buf = self._buf
-        cdef Py_ssize_t data, next_pos, e
+    cdef list _decode(self, Py_ssize_t body, Py_ssize_t count, object failures):
+        """The ``count`` members the scan recorded, decoded."""
+        cdef list out
+        cdef const char *buf = self._buf + body
+        cdef Py_ssize_t *members = self._members
+        cdef Py_ssize_t cap = self._members_cap, i = 0, off, n
         cdef int codec = self._codec
-        cdef bint nested = self._nested, with_scores = self._with_scores
         cdef PyObject *value
         loads = self._loads
-        while pos < end:
-            if nested:
-                pos += 4  # "*2\r\n", checked by the scan
-            next_pos = _walk_bulk(buf, pos, &data)
-            if codec == C_DEFAULT or codec == C_STR:
-                value = _decode_utf8(buf + data, next_pos - 2 - data, NULL)
-                if value is not NULL:
-                    try:
-                        out.append(<object>value)
-                    finally:
-                        Py_XDECREF(value)
-                else:
-                    PyErr_Clear()  # not UTF-8: redone under try, where it becomes a failure
-                    _decode_into(out, codec, loads, failures,
-                                 PyBytes_FromStringAndSize(buf + data, next_pos - 2 - data))
+        if codec == C_DEFAULT or codec == C_STR:
+            # Text: the list made at its full size and filled in place while
+            # every member is UTF-8 (no Python code runs meanwhile, nor the
+            # cycle collector: a str is not tracked); at the first that is
+            # not, cut to what it holds and go on below, where it becomes a
+            # failure.
+            out = _new_list(count)
+            while i < count:
+                value = _str_of(buf + members[2 * i], members[2 * i + 1])
+                if value is NULL:
+                    PyErr_Clear()
+                    break
+                _list_set(out, i, value)
+                i += 1
+            if i == count:
+                return out
+            _set_size(out, i)
+        else:
+            out = []
+        # Held here while decoding: a scan re-entered from a loads function
+        # (header(), complete()) records the next reply into a new array.
+        self._members = NULL
+        self._members_cap = 0
+        try:
+            while i < count:
+                off = members[2 * i]
+                n = members[2 * i + 1]
+                _decode_into(out, codec, loads, failures, PyBytes_FromStringAndSize(buf + off, n))
+                i += 1
+        finally:
+            if self._members is NULL:
+                self._members = members
+                self._members_cap = cap
             else:
-                _decode_into(out, codec, loads, failures,
-                             PyBytes_FromStringAndSize(buf + data, next_pos - 2 - data))
-            pos = next_pos
-            if with_scores:
-                if buf[pos] == b'$':
-                    pos = _walk_bulk(buf, pos, &data)
-                else:
-                    pos = _walk_line(buf, pos, end)
+                PyMem_Free(members)
         return out
 
     cdef list _leases(self, Py_ssize_t pos, Py_ssize_t end, object failures, tuple spec):

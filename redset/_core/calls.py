@@ -164,24 +164,33 @@ def script(wire: Codec, source: str, keys: Sequence[Any], args: Sequence[Any],
     return (yield from call(wire, cmd, kind, label))
 
 
+def pop_steps(wire: Codec, args: Sequence[Any], codec: int, loads: Any, scored: bool = False) -> Tuple[Send, Recv]:
+    """The requests of :func:`pop`: the :class:`Send` of ``args``, and the
+    :class:`Recv` of its reply. They hold no state, so a plan may keep them
+    and give them to :func:`pop` again for the same pop."""
+    return Send([Cmd(wire.pack_command(args), args)]), (RECV_PAIRS if scored else Recv(POP, codec, loads))
+
+
 def pop(wire: Codec, args: Sequence[Any], codec: int, loads: Any,
-        source: Optional[str] = None, scored: bool = False) -> Plan[Tuple[List[Any], List[Tuple[bytes, BaseException]]]]:
+        source: Optional[str] = None, scored: bool = False,
+        steps: Optional[Tuple[Send, Recv]] = None) -> Plan[Tuple[List[Any], List[Tuple[bytes, BaseException]]]]:
     """Run one pop (ZPOPMIN, or the script ``source`` called by ``args``) and
     return ``(items, failures)``: the members decoded, and the raw bytes and
     error of each that failed to decode. With ``scored``, ``items`` are the
     raw ``(member, score)`` pairs, not decoded, and ``failures`` is empty.
+    ``steps``: what :func:`pop_steps` made of the same arguments, if kept.
 
     :raises PopOutcomeUnknown: the connection failed after the pop was sent.
     """
     label = None if source is None else scripts.name_of(source)
-    cmd = [Cmd(wire.pack_command(args), args)]
+    send, recv = steps if steps is not None else pop_steps(wire, args, codec, loads, scored)
     reloads = redirects = 0
     while True:
         sent = False
         try:
-            yield Send(cmd)
+            yield send
             sent = True
-            reply = yield (RECV_PAIRS if scored else Recv(POP, codec, loads))
+            reply = yield recv
         except Redirected as exc:  # refused by the node: the pop did not run
             redirects = yield from follow(exc, redirects, args, label)
             continue
@@ -222,4 +231,4 @@ def put_back(wire: Codec, key: Any, pairs: Any) -> Plan[None]:
         yield from call(wire, restore)
 
 
-__all__ += ["SAFE", "ONCE", "POPS", "put_back", "read_popped"]
+__all__ += ["SAFE", "ONCE", "POPS", "put_back", "read_popped", "pop_steps"]

@@ -175,6 +175,9 @@ class SetConfig:
     _due_only = False
     #: Scores are UNIX times (TimeSortedSet, ScheduledSet): a set has an age.
     _time_scores = False
+    #: The requests of the last plain pop (:func:`redset._core.pops.pop_items`
+    #: makes them once): ``(num, codec module, codec, loads, args, (Send, Recv))``.
+    _pop_steps: Any = None
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ import time
 from typing import Any, List, Optional, Sequence, Tuple
 
 from redset import scripts
-from redset._core.calls import call, call_many, pop, put_back
+from redset._core.calls import call, call_many, pop, pop_steps, put_back
 from redset._core.config import SetConfig, new_token
 from redset._core.drain import DRAIN_WINDOW, pop_batches
 from redset._core.failures import handle_failures
@@ -34,8 +34,16 @@ def pop_request(cfg: SetConfig, num: int) -> Sequence[Any]:
 
 def pop_items(cfg: SetConfig, num: int) -> Plan[Tuple[List[Any], int]]:
     """Pop up to ``num`` items; return them and how many failed to load."""
-    items, failures = yield from pop(cfg._wire_impl, pop_request(cfg, num), cfg._codec, cfg._loads,
-                                     scripts.POP_DUE if cfg._due_only else None)
+    wire, codec, loads = cfg._wire_impl, cfg._codec, cfg._loads
+    if cfg._due_only:  # the script's arguments hold the time
+        items, failures = yield from pop(wire, pop_request(cfg, num), codec, loads, scripts.POP_DUE)
+    else:
+        # The same ZPOPMIN each time, while count, codec and serializer stay.
+        kept = cfg._pop_steps
+        if kept is None or kept[0] != num or kept[1] is not wire or kept[2] != codec or kept[3] is not loads:
+            args = pop_request(cfg, num)
+            kept = cfg._pop_steps = (num, wire, codec, loads, args, pop_steps(wire, args, codec, loads))
+        items, failures = yield from pop(wire, kept[4], codec, loads, None, False, kept[5])
     if failures:
         yield from handle_failures(cfg, items, failures)
     return items, len(failures)

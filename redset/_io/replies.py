@@ -29,12 +29,14 @@ def parser_holds_data(conn: Any) -> bool:
     if reader is not None and hasattr(reader, "has_data") and reader.has_data():
         return True
     buffer = getattr(parser, "_buffer", None)
+    if buffer is None or type(buffer) is bytearray:
+        return False  # hiredis's scratch bytearray (its reader holds what was read ahead)
     unread = getattr(buffer, "unread_bytes", None)
     if unread is not None:  # the sync pure-Python parsers' SocketBuffer
         return bool(unread())
     if isinstance(buffer, bytes):  # the asyncio pure-Python parsers: bytes past _pos are unparsed
         return len(buffer) > int(getattr(parser, "_pos", 0) or 0)
-    return False  # None, or hiredis's scratch bytearray (its reader holds what was read ahead)
+    return False
 
 
 #: Modules of the C reply parsers a connection's parser may wrap.
@@ -121,21 +123,34 @@ class PopState:
                 assert req.leases is not None
                 return make_leases(wire.decode_scored(reply), req.codec, req.loads, failures, req.leases), failures
             return wire.decode_items(reply, req.codec, req.loads, failures, True), failures
-        if self.reader is None:
-            self.reader = wire.PopReader(req.codec, req.loads, True)
-        reader = self.reader
-        raw: Optional[List[Any]] = [] if req.mode == PAIRS else None
+        reader, raw, leases = self.start(req)
         failures = []
-        self.decided = req.ahead is None
         while True:
             if not self.decided:
                 cmds = self.ahead_cmds(req)
                 if cmds:
                     yield cmds
-            got = reader.gets(failures, raw, None if req.leases is None else req.leases + (req.codec, req.loads))
+            got = reader.gets(failures, raw, leases)
             if got is not False:
                 break
             yield FILL
+        return self.finish(req, got, failures, raw)
+
+    def start(self, req: Recv) -> Any:
+        """Begin reading ``req``'s reply straight from the bytes: ``(reader,
+        raw, leases)``, the codec's reader of this connection and the
+        ``raw`` and ``leases`` arguments of its ``gets``. A driver that has
+        nothing to send ahead (``req.ahead`` is None) may then call ``gets``
+        itself, feeding the reader until it answers, and give what it
+        answered to :meth:`finish`: the very steps of :meth:`answer`."""
+        if self.reader is None:
+            self.reader = self.wire.PopReader(req.codec, req.loads, True)
+        self.decided = req.ahead is None
+        return (self.reader, [] if req.mode == PAIRS else None,
+                None if req.leases is None else req.leases + (req.codec, req.loads))
+
+    def finish(self, req: Recv, got: Any, failures: List[Any], raw: Optional[List[Any]]) -> Any:
+        """The answer to ``req``, from what the reader's ``gets`` answered."""
         if isinstance(got, str):  # the codec's ErrorReply
             return self.lib.server_error(str(got))
         if raw is not None:

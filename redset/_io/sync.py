@@ -57,16 +57,24 @@ class _Driver:
 
     def _drive(self, plan: Any) -> Generator[Any, None, Any]:
         st = PlanRun(plan)
+        send, throw, perform = plan.send, plan.throw, self._perform
         try:
-            for req in st.requests():
+            while True:
+                # PlanRun.requests(), inline: one generator less per request.
+                answer, error = st.answer, st.error
+                st.answer = st.error = None
+                try:
+                    req = send(answer) if error is None else throw(error)
+                except StopIteration as stop:
+                    st.result = stop.value
+                    return st.result
                 if type(req) is not Deliver:
-                    self._perform(st, req)
+                    perform(st, req)
                     continue
                 try:
                     yield req.value
                 except GeneratorExit:  # the caller stopped iterating
                     st.error = StopDelivery()
-            return st.result
         except BaseException as exc:
             self._abandon(st)
             self.lib.adapt(exc)
@@ -181,6 +189,21 @@ class SyncDriver(_Driver):
 
     def _read_pop(self, conn: Any, sock: Any, pops: PopState, req: Recv) -> Any:
         """The answer to ``req``, and how many commands were sent ahead meanwhile."""
+        if sock is not None and req.ahead is None:
+            # Straight from the socket with nothing to send ahead: the steps
+            # of pops.answer() without its generator.
+            reader, raw, leases = pops.start(req)
+            failures: List[Any] = []
+            got = reader.gets(failures, raw, leases)
+            if got is False:
+                view, feed = pops.view, reader.feed
+                while got is False:
+                    n = sock.recv_into(view)
+                    if not n:
+                        raise self.lib.ConnectionError("Connection closed by server.")
+                    feed(view[:n])
+                    got = reader.gets(failures, raw, leases)
+            return pops.finish(req, got, failures, raw), 0
         steps = pops.answer(req)
         result: Any = None
         ahead = 0

@@ -59,7 +59,10 @@ cdef class PopReader:
     ``_buf[_start:_len]`` is the unconsumed input; the current reply starts
     at ``_start``, its elements at ``_body``, and ``_scan`` is the first
     element not yet checked (``_left`` elements, or pairs, remain; -1: no
-    header parsed yet).
+    header parsed yet). ``_members[2 * i]`` and ``_members[2 * i + 1]``:
+    where the data of the current reply's member ``i`` starts (from
+    ``_body``) and its length, for each member checked (room for
+    ``_members_cap``).
     """
     cdef:
         char *_buf
@@ -76,10 +79,13 @@ cdef class PopReader:
         int _codec
         object _codec_obj
         object _loads
+        Py_ssize_t *_members
+        Py_ssize_t _members_cap
 
     cdef int _head(self) except -2
     cdef list _leases(self, Py_ssize_t pos, Py_ssize_t end, object failures, tuple spec)
     cdef object _error(self)
+    cdef int _grow_members(self, Py_ssize_t need) except -1
     cdef bint _scan_more(self) except -1
-    cdef list _decode(self, Py_ssize_t pos, Py_ssize_t end, object failures)
+    cdef list _decode(self, Py_ssize_t body, Py_ssize_t count, object failures)
     cdef int _raw_pairs(self, Py_ssize_t pos, Py_ssize_t end, list raw) except -1
