@@ -82,9 +82,16 @@ def _machine(run: Run, source: str) -> List[str]:
 def _load(load: Optional[Dict[str, Any]]) -> str:
     if not load or not load.get("before"):
         return "not recorded"
-    return "%s before the run, %s after (1, 5, 15 min): other work shared the 2 cores" % (
-        " / ".join("%.2f" % v for v in load["before"]),
+    before = load["before"]
+    # The run itself keeps about one core busy (server and client take
+    # turns), so the load after says little; the 1-minute load before the
+    # run says whether other work was there.
+    verdict = ("the machine was otherwise idle when the run started" if before[0] < 0.5
+               else "other work shared the 2 cores")
+    return "%s before the run, %s after (1, 5, 15 min; the run itself adds about 1): %s" % (
+        " / ".join("%.2f" % v for v in before),
         " / ".join("%.2f" % v for v in load["after"]),
+        verdict,
     )
 
 
@@ -223,7 +230,7 @@ def _why(run: Run) -> List[str]:
         "",
     ] + _asyncio(run) + [
         "**How much to trust a ratio.** This is a shared 2-core VM (see the load average",
-        "above): other processes ran on the same cores during the run, and each round of",
+        "above): other processes, and the VM's neighbours, may share the cores, and each round of",
         "a short operation is a fraction of a second. Contenders are interleaved round by",
         "round so drift hits all of them, and the median of the rounds is reported, but",
         "ratios still move by about 0.1 between runs and absolute items/s by much more.",
