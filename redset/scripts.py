@@ -48,7 +48,17 @@ return 0
 
 def sha1(script: str) -> str:
     """Return the SHA1 hex digest Redis uses to name ``script`` for EVALSHA."""
-    return hashlib.sha1(script.encode("utf-8")).hexdigest()
+    sha = _SHAS.get(script)
+    if sha is None:
+        sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
+        if len(_SHAS) < 64:  # this module's scripts, called again and again
+            _SHAS[script] = sha
+    return sha
+
+
+#: Digests already computed: a leased take and its ack each named their
+#: script twice per call (a few KB hashed each time).
+_SHAS: Dict[str, str] = {}
 
 
 def name_of(source: str) -> str:
