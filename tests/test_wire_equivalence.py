@@ -7,7 +7,7 @@ Decoders are fed replies that ``hiredis.Reader`` parsed from RESP2 and RESP3
 bytes, split at random chunk boundaries (and at every byte for small ones).
 
 ``REDSET_HYPOTHESIS_EXAMPLES`` sets the number of examples per property
-(300 by default; CI runs 10000). A missing compiled module fails these tests
+(300 by default; CI runs 2000; 10000 before a release). A missing compiled module fails these tests
 unless ``--no-c-extensions`` or ``REDSET_NO_EXTENSIONS`` says it is not built.
 """
 from __future__ import annotations
