@@ -118,12 +118,18 @@ def server_version(server: LocalServer) -> tuple:
     return tuple(int(x) for x in str(version).split(".")[:2])
 
 
-@pytest.fixture(
-    scope="session",
-    params=[pytest.param("c", marks=pytest.mark.c_extension), "py"],
-)
+def _codecs() -> list:
+    names = [c.strip() for c in os.environ.get("REDSET_TEST_CODECS", "c,py").split(",")]
+    unknown = set(names) - {"c", "py"}
+    if unknown or not names:
+        raise pytest.UsageError("REDSET_TEST_CODECS: c and/or py, not %s" % ", ".join(sorted(unknown)))
+    return [pytest.param("c", marks=pytest.mark.c_extension) if c == "c" else c for c in names]
+
+
+@pytest.fixture(scope="session", params=_codecs())
 def impl_module(request: pytest.FixtureRequest) -> ModuleType:
-    """The codec module under test: compiled or pure Python."""
+    """The codec module under test: compiled or pure Python
+    (``REDSET_TEST_CODECS=c`` runs only the compiled one; default both)."""
     if request.param == "py":
         return redset._wire.pure
     if redset._wire.compiled is None:

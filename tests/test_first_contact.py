@@ -146,7 +146,7 @@ def test_blocked_leased_take_wakes_soon_after_an_add(r, cls, leased):
         got = []
         consumer = threading.Thread(target=lambda: got.append((s.take(1, lease=30, timeout=5), time.monotonic())))
         consumer.start()
-        time.sleep(0.3)  # the consumer is blocked by now
+        time.sleep(0.15)  # the consumer is blocked by now
         before = time.monotonic()
         s.add("item%d" % round_, 0)
         consumer.join(6)
