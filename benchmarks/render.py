@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import shlex
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from redset._benchmark import WORKLOAD_TITLES, add_ratios, table_rows
 
@@ -72,11 +72,20 @@ def _machine(run: Run, source: str) -> List[str]:
         ("rounds", "median of %d timed rounds after %d warm-up round(s), contenders interleaved"
          % (d["repeat"], d["warmup"])),
         ("load average", _load(m.get("load_average"))),
+        ("round trip", _round_trip(m)),
         ("run", "%s, saved as `%s`" % (d["created"], source)),
     ]
     out = ["| | |", "| --- | --- |"]
     out += ["| %s | %s |" % row for row in rows]
     return out
+
+
+def _round_trip(machine: Dict[str, Any]) -> str:
+    rt = machine.get("round_trip_us")
+    if not rt:
+        return "not recorded"
+    return ("%.1f µs wall, %.1f µs of client CPU per bare PING over the raw socket, between the pinned"
+            " processes (a `take` loop pays one per batch)" % (rt["wall_us"], rt["cpu_us"]))
 
 
 def _load(load: Optional[Dict[str, Any]]) -> str:
@@ -330,8 +339,31 @@ def _cpu(run: Run, op: str, contender: str) -> Optional[float]:
     return None if row is None else row.get("cpu_us_per_item")
 
 
-def _targets(run: Run) -> List[str]:
-    """The targets of issue 10 (performance II), met or missed in this run."""
+def _targets(run: Run, others: Sequence[Tuple[str, Run]] = ()) -> List[str]:
+    """The targets of issue 10 (performance II), met or missed in this run,
+    and in each of ``others`` ((source, run) of other machines) beside it."""
+    mine = _target_rows(run)
+    head = "| target (W1, N = %s) | goal | this run: %s | |" % (format(run.data["n"], ","), _cpu_name(run))
+    rule = "| --- | --- | --- | --- |"
+    theirs = [_target_rows(other) for _, other in others]
+    for source, other in others:
+        head += " %s: %s | |" % (source, _cpu_name(other))
+        rule += " --- | --- |"
+    out = [head, rule]
+    for i, row in enumerate(mine):
+        line = "| %s | %s | %s | %s |" % row
+        for rows in theirs:
+            line += " %s | %s |" % rows[i][2:]
+        out.append(line)
+    return out
+
+
+def _cpu_name(run: Run) -> str:
+    machine = run.data.get("machine") or {}
+    return "%s, %s cores" % (machine.get("cpu", "?"), machine.get("cores", "?"))
+
+
+def _target_rows(run: Run) -> List[Tuple[str, str, str, str]]:
     rows: List[Any] = []
 
     def verdict(value: Optional[float], goal: float, at_most: bool = False) -> str:
@@ -354,15 +386,15 @@ def _targets(run: Run) -> List[str]:
         rows.append(("client CPU per item, W1 %s, compiled against redis-py by hand (RESP3)" % name, "<= 0.25",
                      "n/a" if cpu is None else "%.2f (%.2f µs against %.2f µs)" % (cpu, mine, theirs),
                      verdict(cpu, 0.25, at_most=True)))
-    out = ["| target (W1, N = %s, this run) | goal | measured | |" % format(run.data["n"], ","),
-           "| --- | --- | --- | --- |"]
-    out += ["| %s | %s | %s | %s |" % row for row in rows]
-    return out
+    return rows
 
 
-def render(data: Dict[str, Any], source: str) -> str:
-    """Return the Markdown page for the run ``data`` (saved as ``source``)."""
+def render(data: Dict[str, Any], source: str, also: Sequence[Tuple[str, Dict[str, Any]]] = ()) -> str:
+    """Return the Markdown page for the run ``data`` (saved as ``source``);
+    ``also``: (source, data) of runs on other machines, whose targets are
+    shown beside this run's."""
     run = Run(data)
+    others = [(src, Run(d)) for src, d in also]
     lines = [
         "# Benchmarks",
         "",
@@ -372,8 +404,9 @@ def render(data: Dict[str, Any], source: str) -> str:
         "one machine, against one server: **the limit** (the exact RESP bytes of the same",
         "commands, encoded before the clock starts, written to a socket, the replies read",
         "back in bulk and not parsed: no client can beat it) and **redis-py with hiredis",
-        "written by hand** the best way a user would. Ratios carry over between machines;",
-        "absolute items/s do not.",
+        "written by hand** the best way a user would. Ratios move much less between machines",
+        "than absolute items/s, but they do move: a round trip, a wake-up or an allocation",
+        "does not cost the same on every CPU (the targets below are shown on two machines).",
         "",
         "## Machine and versions",
         "",
@@ -422,7 +455,13 @@ def render(data: Dict[str, Any], source: str) -> str:
         "client CPU (user + system time of the benchmark process over each round, per item;",
         "steadier than items/s on a shared machine):",
         "",
-        *_targets(run),
+        *_targets(run, others),
+        *(["",
+           "Beside this run: the same targets in an earlier saved run of the same benchmark on"
+           " another machine. The ratios differ between the two CPUs, most where round trips"
+           " count: a `take(1000)` loop pays one round trip (and one wake-up of the client) per"
+           " batch, redis-py by hand one per ten batches, `drain` almost none (pops in flight)."
+           " The `round trip` line of the machine table says what one costs here."] if others else []),
         "",
         "## All results",
         *_tables(run),
@@ -502,10 +541,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("-o", "--out", default=DEFAULT_OUT, help="default: docs/benchmarks.md")
     parser.add_argument("--cluster", help="a run saved by `python -m benchmarks.cluster --json`")
     parser.add_argument("--sharded", help="a run saved by `python -m benchmarks.sharded --json`")
+    parser.add_argument("--also", action="append", default=[],
+                        help="a `redset bench --json` run of another machine: its targets beside this run's")
     args = parser.parse_args(argv)
     with open(args.run) as fh:
         data = json.load(fh)
-    page = render(data, _source(args.run))
+    also = []
+    for path in args.also:
+        with open(path) as fh:
+            also.append((_source(path), json.load(fh)))
+    page = render(data, _source(args.run), also)
     extra: List[str] = []
     for path, part in ((args.cluster, render_cluster), (args.sharded, render_sharded)):
         if path:
@@ -513,10 +558,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                 extra += part(json.load(fh), _source(path))
     if extra:
         page = page.rstrip("\n") + "\n\n## Redis Cluster and sharded sets\n\n" + "\n".join(extra)
+    if extra or also:
         command = "`python -m benchmarks.render %s`" % _source(args.run)
-        full = "`python -m benchmarks.render %s%s%s`" % (
+        full = "`python -m benchmarks.render %s%s%s%s`" % (
             _source(args.run), " --cluster %s" % _source(args.cluster) if args.cluster else "",
-            " --sharded %s" % _source(args.sharded) if args.sharded else "")
+            " --sharded %s" % _source(args.sharded) if args.sharded else "",
+            "".join(" --also %s" % src for src, _ in also))
         page = page.replace(command, full, 1)
     with open(args.out, "w") as fh:
         fh.write(page)

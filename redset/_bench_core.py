@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
@@ -288,6 +289,26 @@ class RawConnection:
         if reader.gets() is not False:
             raise BenchmarkError("server sent more replies than the %d expected" % replies)
         return out, b"".join(raw)
+
+    def round_trip(self, count: int = 2000) -> Dict[str, float]:
+        """What one bare round trip costs here: ``count`` PINGs one after the
+        other; the mean wall time and CPU time of this process (user +
+        system) per PING, in µs. A take loop pays this once per batch; on some
+        virtual machines the kernel's wake-up makes it dear."""
+        ping, buf = b"*1\r\n$4\r\nPING\r\n", bytearray(64)
+        self.sock.sendall(ping)
+        self.sock.recv_into(buf)  # warm
+        cpu, start = time.process_time(), time.perf_counter()
+        for _ in range(count):
+            self.sock.sendall(ping)
+            got = 0
+            while got < 7:  # "+PONG\r\n"
+                more = self.sock.recv_into(buf)
+                if not more:
+                    raise ConnectionError("server closed the connection")
+                got += more
+        wall = time.perf_counter() - start
+        return {"wall_us": wall / count * 1e6, "cpu_us": (time.process_time() - cpu) / count * 1e6}
 
     def call(self, *args: bytes) -> Any:
         """Send one command and return its parsed reply (untimed paths only)."""

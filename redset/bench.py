@@ -153,8 +153,18 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
     results: List[Dict[str, Any]] = []
     skipped: List[Dict[str, str]] = []
     load_before = _load_average()
+    round_trip: Optional[Dict[str, float]] = None
     try:
         version = bm.server_version(url)
+        try:
+            probe = bm.RawConnection(url)
+        except bm.Unavailable:
+            probe = None  # a TLS or unix-socket URL: no raw probe
+        if probe is not None:
+            try:
+                round_trip = probe.round_trip()
+            finally:
+                probe.close()
         for workload_name, group in groupby(triples, key=lambda t: t[0]):
             for op, triples_op in groupby(group, key=lambda t: t[1]):
                 count = n_pop if op == "pop" else n
@@ -196,6 +206,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> Dict[str, Any]:
     machine = bm.machine_info(version, pinned)
     # Other work on the machine is the main source of noise: keep it on record.
     machine["load_average"] = {"before": load_before, "after": _load_average()}
+    if round_trip is not None:
+        machine["round_trip_us"] = round_trip
     return {
         "format": 1,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -223,6 +235,10 @@ def format_table(run_data: Dict[str, Any]) -> str:
         % (machine["cpu"], machine["cores"], machine["python"], machine["server"],
            machine["redis-py"], machine["hiredis"], machine["pinning"])
     )
+    rt = machine.get("round_trip_us")
+    if rt:
+        lines.append("a bare round trip (PING, raw socket): %.1f µs wall, %.1f µs client CPU"
+                     % (rt["wall_us"], rt["cpu_us"]))
     return "\n".join(lines)
 
 

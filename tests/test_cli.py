@@ -182,6 +182,10 @@ def test_bench_runs_checks_every_contender_and_cleans_up(db_url, tmp_path, ops):
     assert data["results"], data
     for row in data["results"]:
         assert row.get("items_per_s", 0) > 0, row
+    # What a bare round trip costs on this machine, measured by the run itself.
+    trip = data["machine"]["round_trip_us"]
+    assert trip["wall_us"] > 0 and trip["cpu_us"] >= 0, trip
+    assert "a bare round trip (PING, raw socket)" in out.stdout
     assert keys_left(db_url) == []
 
 

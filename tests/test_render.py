@@ -1,0 +1,44 @@
+"""The benchmark page is rendered from saved runs: the targets table shows
+each run's verdicts side by side, and the machine table what a round trip
+costs when the run recorded it."""
+from __future__ import annotations
+
+import json
+import os
+
+from benchmarks import render
+
+RESULTS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "results")
+
+
+def _load(name: str) -> dict:
+    with open(os.path.join(RESULTS, name)) as fh:
+        return json.load(fh)
+
+
+def test_targets_of_two_machines_side_by_side():
+    this, other = _load("2026-12-04f-n200000.json"), _load("2026-12-04e-n200000.json")
+    page = render.render(this, "this.json", [("other.json", other)])
+    head = next(line for line in page.splitlines() if line.startswith("| target (W1"))
+    assert this["machine"]["cpu"] in head and "other.json: " + other["machine"]["cpu"] in head
+    lease = next(line for line in page.splitlines() if line.startswith("| leased `take(1000, lease=30)`"))
+    cells = [c.strip() for c in lease.strip("|").split("|")]
+    # goal, then (measured, verdict) for this run and for the other one
+    assert cells[1] == ">= 0.35"
+    ratios = []
+    for data in (this, other):
+        rows = {r["contender"]: r for r in data["results"] if r["workload"] == "w1" and r["op"] == "take"}
+        ratios.append(rows["redset-lease"]["items_per_s"] / rows["redset"]["items_per_s"])
+    assert cells[2:] == ["%.2f" % ratios[0], "met" if ratios[0] >= 0.35 else "**missed**",
+                         "%.2f" % ratios[1], "met" if ratios[1] >= 0.35 else "**missed**"]
+
+
+def test_round_trip_line_comes_from_the_run():
+    data = _load("2026-12-04f-n200000.json")
+    data["machine"]["round_trip_us"] = {"wall_us": 12.3, "cpu_us": 3.5}
+    page = render.render(data, "run.json")
+    assert "| round trip | 12.3 µs wall, 3.5 µs of client CPU per bare PING" in page
+    del data["machine"]["round_trip_us"]
+    assert "| round trip | not recorded |" in render.render(data, "run.json")
+    # Without other runs: one pair of columns, and no paragraph about them.
+    assert "Beside this run" not in render.render(data, "run.json")
