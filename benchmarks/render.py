@@ -565,6 +565,9 @@ def main(argv: Optional[List[str]] = None) -> None:
             " --sharded %s" % _source(args.sharded) if args.sharded else "",
             "".join(" --also %s" % src for src, _ in also))
         page = page.replace(command, full, 1)
+        # and the page's own "Reproduce" block
+        page = page.replace("python -m benchmarks.render %s      # this page" % _source(args.run),
+                            full.strip("`") + "      # this page", 1)
     with open(args.out, "w") as fh:
         fh.write(page)
     print("wrote %s" % os.path.normpath(args.out))
