@@ -469,15 +469,24 @@ def metrics(patterns: Tuple[str, ...], url: str, kind: str, port: int, addr: str
     cls = None if kind == "auto" else _kinds()[kind]  # None: the collector guesses per set
     registry.register(RedsetCollector(client, {p: cls for p in (patterns or ("*",))}))
     try:
-        start_http_server(port, addr=addr, registry=registry)
+        started = start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:
         raise CommandError("cannot listen on %s:%d: %s" % (addr, port, exc)) from None
-    click.echo("serving metrics of %s on http://%s:%d/metrics; Ctrl-C stops" % (url, addr, port))
+    # prometheus-client >= 0.17 returns (server, thread); older ones None.
+    httpd = started[0] if isinstance(started, tuple) else None
     try:
+        click.echo("serving metrics of %s on http://%s:%d/metrics; Ctrl-C stops" % (url, addr, port))
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
+    finally:
+        # Stop serving before the interpreter winds down, rather than leave
+        # the server's thread to be frozen mid-request at exit.
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        client.close()
 
 
 # -- commands with their own options ----------------------------------------------------

@@ -457,7 +457,13 @@ def test_metrics_serves_prometheus_text(db_url):
         assert 'redset_oldest_item_age_seconds{set="prio"}' not in body
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # leave no process behind for the next tests
+            out, err = proc.communicate()
+            pytest.fail("redset metrics did not stop within 30 s of SIGINT; stdout %r, stderr %r" % (out, err))
+        finally:
+            r.close()
     assert proc.returncode == 0, err
     assert "serving metrics" in out
-    r.close()
