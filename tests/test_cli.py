@@ -438,9 +438,11 @@ def test_metrics_serves_prometheus_text(db_url):
     redset.SortedSet(r, "prio").add_many(["p"], [5])  # priorities: no age
     port = free_port()
     code = "import sys\nfrom redset.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    # SIGINT as a terminal would send it, even where this test runs with it
+    # ignored (a shell's background job: the child would inherit that).
     proc = subprocess.Popen([sys.executable, "-c", code, "metrics", "--port", str(port), "--addr", "127.0.0.1",
                              "--url", db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                            env=_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         body = ""
         deadline = time.monotonic() + 30
