@@ -82,12 +82,18 @@ class _External:
         self.proc = None
 
 
-def _topologies() -> list:
-    names = [t.strip() for t in os.environ.get("REDSET_TEST_TOPOLOGIES", "single").split(",")]
-    unknown = set(names) - {"single", "cluster"}
+def _env_list(variable: str, allowed: tuple, default: str = "") -> list:
+    """The comma-separated names in ``variable`` (``default``, else all of
+    ``allowed``, if unset), or a usage error naming the ones it does not know."""
+    names = [n.strip() for n in os.environ.get(variable, default or ",".join(allowed)).split(",")]
+    unknown = set(names) - set(allowed)
     if unknown or not names:
-        raise pytest.UsageError("REDSET_TEST_TOPOLOGIES: single and/or cluster, not %s" % ", ".join(sorted(unknown)))
+        raise pytest.UsageError("%s: %s, not %s" % (variable, " and/or ".join(allowed), ", ".join(sorted(unknown))))
     return names
+
+
+def _topologies() -> list:
+    return _env_list("REDSET_TEST_TOPOLOGIES", ("single", "cluster"), default="single")
 
 
 @pytest.fixture(scope="session", params=_topologies())
@@ -119,11 +125,8 @@ def server_version(server: LocalServer) -> tuple:
 
 
 def _codecs() -> list:
-    names = [c.strip() for c in os.environ.get("REDSET_TEST_CODECS", "c,py").split(",")]
-    unknown = set(names) - {"c", "py"}
-    if unknown or not names:
-        raise pytest.UsageError("REDSET_TEST_CODECS: c and/or py, not %s" % ", ".join(sorted(unknown)))
-    return [pytest.param("c", marks=pytest.mark.c_extension) if c == "c" else c for c in names]
+    return [pytest.param("c", marks=pytest.mark.c_extension) if c == "c" else c
+            for c in _env_list("REDSET_TEST_CODECS", ("c", "py"))]
 
 
 @pytest.fixture(scope="session", params=_codecs())
@@ -151,11 +154,7 @@ def event_loop_thread() -> Iterator[EventLoopThread]:
 
 
 def _client_libs() -> list:
-    libs = [lib.strip() for lib in os.environ.get("REDSET_TEST_CLIENT_LIBS", "redis,valkey").split(",")]
-    unknown = set(libs) - {"redis", "valkey"}
-    if unknown or not libs:
-        raise pytest.UsageError("REDSET_TEST_CLIENT_LIBS: redis and/or valkey, not %s" % ", ".join(sorted(unknown)))
-    return [pytest.param(lib, id=lib + "-py") for lib in libs]
+    return [pytest.param(lib, id=lib + "-py") for lib in _env_list("REDSET_TEST_CLIENT_LIBS", ("redis", "valkey"))]
 
 
 @pytest.fixture(scope="session", params=_client_libs())
