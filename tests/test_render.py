@@ -24,7 +24,10 @@ def test_targets_of_two_machines_side_by_side():
     for row in this["results"]:
         if row["workload"] == "w1" and row["op"] == "take" and row["contender"] == "redset-lease":
             row["items_per_s"] *= 1.5
-    page = render.render(this, "this.json", [("other.json", other)])
+    page = render.render(this, "this.json", [("other.json", other)], " --also other.json")
+    # The page quotes the command that renders it, other sources included, in both places.
+    assert page.count("python -m benchmarks.render this.json --also other.json") == 2
+    assert "(the targets below are shown on 2 machines)" in page
     head = next(line for line in page.splitlines() if line.startswith("| target (W1"))
     assert this["machine"]["cpu"] in head and "other.json: " + other["machine"]["cpu"] in head
     lease = next(line for line in page.splitlines() if line.startswith("| leased `take(1000, lease=30)`"))
@@ -47,4 +50,5 @@ def test_round_trip_line_comes_from_the_run():
     del data["machine"]["round_trip_us"]
     assert "| round trip | not recorded |" in render.render(data, "run.json")
     # Without other runs: one pair of columns, and no paragraph about them.
-    assert "Beside this run" not in render.render(data, "run.json")
+    alone = render.render(data, "run.json")
+    assert "Beside this run" not in alone and "shown on" not in alone
