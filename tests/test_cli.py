@@ -189,6 +189,7 @@ def test_bench_runs_checks_every_contender_and_cleans_up(db_url, tmp_path, ops):
     assert keys_left(db_url) == []
 
 
+@pytest.mark.c_extension  # it checks the compiled rows too
 def test_bench_runs_redset_rows_through_valkey_py_beside_redis_py(db_url, tmp_path):
     target = tmp_path / "run.json"
     out = run("bench", "--url", db_url, "--n", "2000", "--repeat", "1", "--warmup", "0", "--ops", "add,drain",
